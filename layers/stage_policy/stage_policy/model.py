@@ -1,0 +1,311 @@
+"""The stage policy model: which stages exist, what each allows, what belongs to which.
+
+Field-level rules live on the models (pydantic v2). Rules that span fields or
+sections (unknown stage references, overlapping prefix classes, the retention safety
+floor, ...) live in :func:`cross_check`, which returns every problem with the exact
+field path, so a policy author sees all of them at once.
+
+Models use ``defer_build`` so that importing this module stays cheap: validators are
+built on first use, not in every cold start that never validates a policy.
+"""
+
+from __future__ import annotations
+
+import re
+from fnmatch import fnmatchcase
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+Mode = Literal["enforce", "dry_run"]
+Interactive = Literal["read-write", "read-only", "none"]
+DownloadStance = Literal["allowed", "denied"]
+Response = Literal["alert", "contain"]
+Severity = Literal["low", "medium", "high", "critical"]
+ColumnType = Literal["int", "float", "string", "bool", "timestamp", "date"]
+DataFormat = Literal["csv", "jsonl", "parquet"]
+
+StageName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,62}$")]
+Prefix = Annotated[str, StringConstraints(pattern=r"^[^/].*/$|^$", max_length=1024)]
+AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
+
+#: The tag that maps a bucket or role to a stage by value.
+STAGE_TAG = "stagewarden:stage"
+#: Break glass for longer than this is never allowed, whatever a policy says.
+BREAK_GLASS_HARD_LIMIT_MINUTES = 12 * 60
+#: Absolute lower bound of ``safety.min_retention_days``.
+ABSOLUTE_RETENTION_FLOOR_DAYS = 1
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+
+class PrefixClass(_Model):
+    """Objects under ``prefix`` expire after ``days`` (e.g. ``raw/`` 30 days)."""
+
+    prefix: Annotated[str, StringConstraints(pattern=r"^[^/].*/$", max_length=1024)]
+    days: int = Field(ge=1)
+
+
+class Retention(_Model):
+    """How long a stage keeps data. ``permanent`` stages never expire anything."""
+
+    permanent: bool = False
+    immutable: bool = False
+    default_days: int | None = Field(default=None, ge=1)
+    noncurrent_version_days: int | None = Field(default=None, ge=1)
+    prefix_classes: tuple[PrefixClass, ...] = ()
+
+    def days_for(self, key: str) -> int | None:
+        """Days an object under ``key`` is kept; None means kept forever."""
+        if self.permanent:
+            return None
+        best: PrefixClass | None = None
+        for cls in self.prefix_classes:
+            if key.startswith(cls.prefix) and (best is None or len(cls.prefix) > len(best.prefix)):
+                best = cls
+        return best.days if best else self.default_days
+
+
+class Exfiltration(_Model):
+    """Bulk-download thresholds per principal per sliding window."""
+
+    max_objects: int = Field(default=1000, ge=1)
+    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    window_minutes: int = Field(default=10, ge=1, le=1440)
+    exempt_principals: tuple[str, ...] = ()
+    response: Response = "alert"
+
+    def is_exempt(self, principal_arn: str | None) -> bool:
+        return bool(principal_arn) and any(fnmatchcase(principal_arn, p) for p in self.exempt_principals)
+
+
+class BreakGlass(_Model):
+    """Time-boxed emergency access into a stage."""
+
+    allowed: bool = True
+    max_duration_minutes: int = Field(default=120, ge=1)
+    required_approval_tags: tuple[str, ...] = ("stagewarden:approved-by", "stagewarden:ticket")
+    approvers: tuple[str, ...] = ()
+    post_incident_review: bool = True
+
+
+class Stage(_Model):
+    """One stage and its controls."""
+
+    description: str = ""
+    production_data: bool
+    interactive_access: Interactive
+    retention: Retention
+    download: DownloadStance
+    exfiltration: Exfiltration = Exfiltration()
+    break_glass: BreakGlass | None = None
+    mode: Mode | None = None
+
+
+class NamePattern(_Model):
+    """A name glob (``fnmatch``) that maps matching resources to a stage."""
+
+    pattern: str = Field(min_length=1, max_length=512)
+    stage: StageName
+
+
+class ResourceMap(_Model):
+    """How buckets and roles are assigned to stages: tag first, then name globs in order."""
+
+    tag_key: str = Field(default=STAGE_TAG, min_length=1, max_length=128)
+    buckets: tuple[NamePattern, ...] = ()
+    roles: tuple[NamePattern, ...] = ()
+
+
+class Column(_Model):
+    name: str = Field(min_length=1, max_length=256)
+    type: ColumnType
+    required: bool = True
+    min: float | None = None
+    max: float | None = None
+    regex: str | None = None
+    enum: tuple[str, ...] | None = None
+    min_length: int | None = Field(default=None, ge=0)
+    max_length: int | None = Field(default=None, ge=1)
+
+    @field_validator("regex")
+    @classmethod
+    def _regex_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression ({exc})") from None
+        return value
+
+
+class CsvOptions(_Model):
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    quote_char: str = Field(default='"', min_length=1, max_length=1)
+    header: bool = True
+    compression: Literal["auto", "none", "gzip"] = "auto"
+
+
+class Drift(_Model):
+    metric: Literal["psi"] = "psi"
+    baseline: str = Field(min_length=1)
+    threshold: float = Field(default=0.1, gt=0)
+    columns: tuple[str, ...] = Field(min_length=1)
+    bins: int = Field(default=10, ge=2, le=100)
+
+
+class Contract(_Model):
+    """A dataset contract: what data landing under ``prefix`` must look like."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+    version: str = "1"
+    stage: StageName
+    bucket: str | None = None
+    prefix: Prefix
+    format: DataFormat
+    csv: CsvOptions = CsvOptions()
+    columns: tuple[Column, ...] = Field(min_length=1)
+    exact_columns: bool = True
+    unique_key: tuple[str, ...] = ()
+    max_null_fraction: float = Field(default=0.01, ge=0, le=1)
+    duplicate_rows: Literal["forbid", "allow"] = "forbid"
+    drift: Drift | None = None
+    validated_prefix: Prefix | None = None
+    reports_prefix: Prefix = "_stagewarden/reports/"
+    severity: Severity = "high"
+    max_object_bytes: int = Field(default=5 * 1024**3, ge=1)
+    max_rows: int = Field(default=50_000_000, ge=1)
+
+
+class Organization(_Model):
+    """The accounts that are 'inside'; anything else is external."""
+
+    account_ids: tuple[AccountId, ...] = ()
+    vpc_endpoint_ids: tuple[str, ...] = ()
+    allowed_cidrs: tuple[str, ...] = ()
+
+
+class Alerts(_Model):
+    min_severity: Severity = "low"
+    dedup_window_minutes: int = Field(default=24 * 60, ge=1, le=30 * 24 * 60)
+    slack_webhook_secret: str | None = None
+    email: tuple[str, ...] = ()
+    security_hub: bool = False
+
+
+class Safety(_Model):
+    min_retention_days: int = Field(default=7, ge=ABSOLUTE_RETENTION_FLOOR_DAYS)
+    max_deletions_per_run: int = Field(default=1000, ge=0)
+    max_revocations_per_run: int = Field(default=20, ge=0)
+
+
+class Defaults(_Model):
+    mode: Mode = "dry_run"
+
+
+class Policy(_Model):
+    """A whole policy document, after presets are applied."""
+
+    version: Literal[1] = 1
+    framework: Literal["five-stage", "three-stage", "two-stage", "three-workspace", "custom"] = "custom"
+    defaults: Defaults = Defaults()
+    organization: Organization = Organization()
+    safety: Safety = Safety()
+    alerts: Alerts = Alerts()
+    stages: dict[StageName, Stage] = Field(min_length=1)
+    resources: ResourceMap = ResourceMap()
+    contracts: tuple[Contract, ...] = ()
+
+    def mode_for(self, stage: str) -> Mode:
+        """The remediation mode of a stage: its own, else the policy default."""
+        return self.stages[stage].mode or self.defaults.mode
+
+    def contract(self, name: str) -> Contract:
+        for contract in self.contracts:
+            if contract.name == name:
+                return contract
+        raise KeyError(f"no contract named {name!r} (known: {', '.join(c.name for c in self.contracts) or 'none'})")
+
+
+def cross_check(policy: Policy) -> list[tuple[str, str]]:
+    """Rules that span fields. Returns ``(field path, message)`` pairs; empty means valid."""
+    problems: list[tuple[str, str]] = []
+    known = set(policy.stages)
+    floor = policy.safety.min_retention_days
+
+    for name, stage in policy.stages.items():
+        base = f"stages.{name}"
+        ret = stage.retention
+        if ret.permanent:
+            if ret.default_days is not None:
+                problems.append((f"{base}.retention.default_days", "a permanent stage cannot expire data"))
+            if ret.prefix_classes:
+                problems.append((f"{base}.retention.prefix_classes", "expiry classes are not allowed on a permanent stage"))
+            if ret.noncurrent_version_days is not None:
+                problems.append((f"{base}.retention.noncurrent_version_days", "a permanent stage keeps every version"))
+        else:
+            if ret.immutable:
+                problems.append((f"{base}.retention.immutable", "only a permanent stage can be immutable"))
+            if ret.default_days is None:
+                problems.append((f"{base}.retention.default_days", "is required unless retention is permanent"))
+            elif ret.default_days < floor:
+                problems.append((f"{base}.retention.default_days", f"{ret.default_days} is below the safety floor of {floor} days"))
+            if ret.noncurrent_version_days is not None and ret.noncurrent_version_days > (ret.default_days or 0) and ret.default_days:
+                problems.append((f"{base}.retention.noncurrent_version_days", "must not exceed default_days (old versions would outlive the data)"))
+        for i, cls in enumerate(ret.prefix_classes):
+            if cls.days < floor:
+                problems.append((f"{base}.retention.prefix_classes[{i}].days", f"{cls.days} is below the safety floor of {floor} days"))
+            for j, other in enumerate(ret.prefix_classes[:i]):
+                if cls.prefix.startswith(other.prefix) or other.prefix.startswith(cls.prefix):
+                    problems.append((f"{base}.retention.prefix_classes[{i}].prefix", f"{cls.prefix!r} overlaps prefix_classes[{j}] {other.prefix!r}"))
+        bg = stage.break_glass
+        if bg is not None and bg.max_duration_minutes > BREAK_GLASS_HARD_LIMIT_MINUTES:
+            problems.append((f"{base}.break_glass.max_duration_minutes", f"{bg.max_duration_minutes} is above the 12 hour limit ({BREAK_GLASS_HARD_LIMIT_MINUTES})"))
+        if bg is not None and bg.allowed and not bg.required_approval_tags:
+            problems.append((f"{base}.break_glass.required_approval_tags", "break glass needs at least one approval tag"))
+        if stage.interactive_access != "none" and ret.immutable:
+            problems.append((f"{base}.interactive_access", "an immutable stage cannot allow interactive access"))
+
+    for kind in ("buckets", "roles"):
+        for i, rule in enumerate(getattr(policy.resources, kind)):
+            if rule.stage not in known:
+                problems.append((f"resources.{kind}[{i}].stage", _unknown(rule.stage, known)))
+
+    seen: set[str] = set()
+    for i, contract in enumerate(policy.contracts):
+        base = f"contracts[{i}]"
+        if contract.name in seen:
+            problems.append((f"{base}.name", f"duplicate contract name {contract.name!r}"))
+        seen.add(contract.name)
+        if contract.stage not in known:
+            problems.append((f"{base}.stage", _unknown(contract.stage, known)))
+        names = [c.name for c in contract.columns]
+        for j, col in enumerate(contract.columns):
+            if names.index(col.name) != j:
+                problems.append((f"{base}.columns[{j}].name", f"duplicate column {col.name!r}"))
+            if col.min is not None and col.max is not None and col.min > col.max:
+                problems.append((f"{base}.columns[{j}].min", f"min {col.min} is greater than max {col.max}"))
+            if col.min_length is not None and col.max_length is not None and col.min_length > col.max_length:
+                problems.append((f"{base}.columns[{j}].min_length", "min_length is greater than max_length"))
+            if col.enum is not None and not col.enum:
+                problems.append((f"{base}.columns[{j}].enum", "an enum needs at least one value"))
+            if col.type not in ("int", "float", "timestamp", "date") and (col.min is not None or col.max is not None):
+                problems.append((f"{base}.columns[{j}].min", f"a range needs a numeric or time column, not {col.type}"))
+        for k, key in enumerate(contract.unique_key):
+            if key not in names:
+                problems.append((f"{base}.unique_key[{k}]", f"unknown column {key!r}"))
+        if contract.drift is not None:
+            for k, col_name in enumerate(contract.drift.columns):
+                if col_name not in names:
+                    problems.append((f"{base}.drift.columns[{k}]", f"unknown column {col_name!r}"))
+        if contract.validated_prefix is not None and (
+            contract.validated_prefix.startswith(contract.prefix) or contract.prefix.startswith(contract.validated_prefix)
+        ):
+            problems.append((f"{base}.validated_prefix", "must not overlap the contract's prefix (promoted copies would be re-validated)"))
+    return problems
+
+
+def _unknown(stage: str, known: set[str]) -> str:
+    return f"unknown stage {stage!r} (known: {', '.join(sorted(known))})"

@@ -1,0 +1,3 @@
+from stagewarden.cli import main
+
+raise SystemExit(main())

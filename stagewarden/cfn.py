@@ -1,0 +1,166 @@
+"""Read template.yaml (CloudFormation/SAM short-form tags) and resolve the intrinsics we need locally."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class TemplateError(ValueError):
+    pass
+
+
+class _CfnLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_tag(loader: _CfnLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if suffix == "GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        with path.open(encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+    except OSError as exc:
+        raise TemplateError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
+        raise TemplateError(f"{path}: no Resources section")
+    return data
+
+
+@dataclass
+class Context:
+    """Values the template's intrinsics resolve to locally."""
+
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    stack_name: str = "stagewarden-local"
+    parameters: dict[str, Any] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)  # logical id -> physical id / Ref value
+    attrs: dict[tuple[str, str], str] = field(default_factory=dict)  # (logical id, attribute) -> value
+    conditions: dict[str, bool] = field(default_factory=dict)
+
+    def pseudo(self, name: str) -> str | None:
+        return {
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account_id,
+            "AWS::StackName": self.stack_name,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NoValue": None,
+        }.get(name, f"<{name}>")
+
+
+_NO_VALUE = object()
+
+
+def parameter_defaults(template: dict[str, Any], overrides: dict[str, str] | None = None) -> dict[str, Any]:
+    params = {}
+    for name, spec in (template.get("Parameters") or {}).items():
+        if overrides and name in overrides:
+            params[name] = overrides[name]
+        elif "Default" in spec:
+            params[name] = spec["Default"]
+        elif spec.get("AllowedValues"):
+            params[name] = spec["AllowedValues"][0]
+        else:
+            params[name] = ""
+    return params
+
+
+def evaluate_conditions(template: dict[str, Any], ctx: Context) -> None:
+    for name, expr in (template.get("Conditions") or {}).items():
+        ctx.conditions[name] = bool(resolve(expr, ctx))
+
+
+def resolve(value: Any, ctx: Context) -> Any:
+    """Resolve Ref, GetAtt, Sub, If, Join, Equals, Not, And, Or, Select; unknown refs stay visible."""
+    if isinstance(value, list):
+        return [v for v in (resolve(v, ctx) for v in value) if v is not _NO_VALUE]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (key, arg), = value.items()
+        if key == "Ref":
+            return _ref(arg, ctx)
+        if key == "Fn::GetAtt":
+            logical, attr = arg if isinstance(arg, list) else arg.split(".", 1)
+            return ctx.attrs.get((logical, attr), f"<{logical}.{attr}>")
+        if key == "Fn::Sub":
+            return _sub(arg, ctx)
+        if key == "Fn::If":
+            name, yes, no = arg
+            return resolve(yes if ctx.conditions.get(name, False) else no, ctx)
+        if key == "Fn::Join":
+            sep, items = arg
+            return sep.join(str(i) for i in resolve(items, ctx))
+        if key == "Fn::Equals":
+            a, b = resolve(arg, ctx)
+            return a == b
+        if key == "Fn::Not":
+            return not resolve(arg, ctx)[0]
+        if key == "Fn::And":
+            return all(resolve(arg, ctx))
+        if key == "Fn::Or":
+            return any(resolve(arg, ctx))
+        if key == "Fn::Select":
+            index, items = resolve(arg, ctx)
+            return items[int(index)]
+        if key == "Condition":
+            return ctx.conditions.get(arg, False)
+    return {k: v for k, v in ((k, resolve(v, ctx)) for k, v in value.items()) if v is not _NO_VALUE}
+
+
+def _ref(name: str, ctx: Context) -> Any:
+    if name == "AWS::NoValue":
+        return _NO_VALUE
+    if name.startswith("AWS::"):
+        return ctx.pseudo(name)
+    if name in ctx.parameters:
+        return ctx.parameters[name]
+    return ctx.refs.get(name, f"<{name}>")
+
+
+_SUB = re.compile(r"\$\{([^}!][^}]*)\}")
+
+
+def _sub(arg: Any, ctx: Context) -> str:
+    if isinstance(arg, list):
+        text, variables = arg[0], {k: resolve(v, ctx) for k, v in arg[1].items()}
+    else:
+        text, variables = arg, {}
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in variables:
+            return str(variables[name])
+        if "." in name and not name.startswith("AWS::"):
+            logical, attr = name.split(".", 1)
+            return str(ctx.attrs.get((logical, attr), f"<{name}>"))
+        return str(_ref(name, ctx))
+
+    return _SUB.sub(replace, text)
+
+
+def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v.get("Type") == "AWS::Serverless::Function"}
