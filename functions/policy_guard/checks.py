@@ -52,7 +52,7 @@ def assess(source: str, version: str | None, text: str | None, fetch_error: Poli
         severity="critical",
         stage=None,
         resource=source,
-        summary=f"The Stagewarden policy at {source} is unusable ({len(lines)} problem(s)); guardrails keep their last valid policy.",
+        summary=f"The Stagewarden policy at {source} is unusable ({len(lines)} problem(s)); running functions keep their last valid policy, cold starts act on nothing.",
         evidence={"errors": lines[:50], "version": version},
         action="none: functions refuse to act on an invalid policy; fix and push it again",
         # one incident per policy version, so a fixed-then-broken policy alerts again

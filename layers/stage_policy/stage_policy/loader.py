@@ -49,6 +49,15 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
+_TYPE_WORDS = {
+    "int_parsing": "must be a whole number", "int_type": "must be a whole number", "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number", "float_type": "must be a number",
+    "bool_parsing": "must be true or false", "bool_type": "must be true or false",
+    "string_type": "must be a string", "dict_type": "must be a mapping", "model_type": "must be a mapping",
+    "tuple_type": "must be a list", "list_type": "must be a list",
+}
+
+
 def _message(err: dict[str, Any]) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "missing":
@@ -63,6 +72,8 @@ def _message(err: dict[str, Any]) -> str:
         return f"must be one of {ctx.get('expected')} (got {err.get('input')!r})"
     if kind == "string_pattern_mismatch":
         return f"{err.get('input')!r} does not match {ctx.get('pattern')!r}"
+    if kind in _TYPE_WORDS:
+        return f"{_TYPE_WORDS[kind]} (got {err.get('input')!r})"
     if kind == "too_short":
         return "must not be empty"
     if kind == "value_error":

@@ -42,6 +42,7 @@ class PolicyStore:
         self._s3 = s3_client
         self._ttl = ttl_seconds
         self._cached: tuple[float, str, Policy] | None = None
+        self.last_error: PolicyError | None = None
 
     def _client(self) -> Any:
         if callable(self._s3) and not hasattr(self._s3, "get_object"):
@@ -72,11 +73,25 @@ class PolicyStore:
         return PolicyText(text, location, version)
 
     def load(self, location: str) -> Policy:
-        """The validated policy, cached for ``ttl_seconds`` per location."""
+        """The validated policy, cached for ``ttl_seconds`` per location.
+
+        When a refresh finds the policy unusable, the last valid one stays in force (the
+        policy guard alerts on the bad one) and ``last_error`` says why; with no valid
+        policy yet (a cold start) the PolicyError propagates and the function acts on nothing.
+        """
         now = time.monotonic()
-        if self._cached and self._cached[1] == location and now - self._cached[0] < self._ttl:
-            return self._cached[2]
-        doc = self.fetch(location)
-        policy = loads(doc.text, doc.source)
+        cached = self._cached if self._cached and self._cached[1] == location else None
+        if cached and now - cached[0] < self._ttl:
+            return cached[2]
+        try:
+            doc = self.fetch(location)
+            policy = loads(doc.text, doc.source)
+        except PolicyError as exc:
+            self.last_error = exc
+            if cached is None:
+                raise
+            self._cached = (now, location, cached[2])
+            return cached[2]
+        self.last_error = None
         self._cached = (now, location, policy)
         return policy
