@@ -35,3 +35,20 @@ def root() -> Path:
 @pytest.fixture
 def example_policy_path() -> Path:
     return ROOT / "policy.example.yaml"
+
+
+@pytest.fixture
+def stack():
+    """template.yaml provisioned in-process under moto's mock_aws (the same provisioner as `local up`)."""
+    import boto3
+    from moto import mock_aws
+
+    from stagewarden.cfn import load_template, parameter_defaults
+    from stagewarden.emulator import LocalState, Provisioner
+
+    with mock_aws():
+        template = load_template(ROOT / "template.yaml")
+        state = LocalState(endpoint="", pid=None, stack_name="unit")
+        state.parameters = parameter_defaults(template)
+        Provisioner(template, state, boto3.client).run()
+        yield state

@@ -80,7 +80,7 @@ class FindingPublisher:
                     ":now": {"N": str(now)}, ":exp": {"N": str(expires)}, ":one": {"N": "1"},
                     ":rule": {"S": finding.rule},
                 },
-                ReturnValues="UPDATED_NEW",
+                ReturnValues="ALL_NEW",
             )
         except Exception as exc:  # botocore ClientError, matched by code to keep botocore out of the import path
             if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ConditionalCheckFailedException":
@@ -95,6 +95,6 @@ class FindingPublisher:
                     ":now": {"N": str(now)}, ":exp": {"N": str(expires)}, ":one": {"N": "1"},
                     ":rule": {"S": finding.rule},
                 },
-                ReturnValues="UPDATED_NEW",
+                ReturnValues="ALL_NEW",
             )
         return int(response["Attributes"]["count"]["N"])
