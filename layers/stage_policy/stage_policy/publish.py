@@ -24,8 +24,8 @@ class PublishResult:
 class FindingPublisher:
     """Publishes findings to the alerts topic. Takes its boto3 clients in the constructor."""
 
-    #: IAM actions this port uses (the template grants exactly these).
-    permissions = ("sns:Publish", "dynamodb:UpdateItem")
+    #: IAM actions this port uses (the template grants exactly these; KMS because the topic is encrypted).
+    permissions = ("sns:Publish", "kms:GenerateDataKey", "kms:Decrypt", "dynamodb:UpdateItem")
 
     def __init__(self, sns_client: Any, topic_arn: str, dynamodb_client: Any = None, state_table: str | None = None,
                  dedup_window: timedelta = timedelta(hours=24)):

@@ -1,0 +1,146 @@
+"""template.yaml: transforms offline, lints clean, validates and builds with aws-sam-cli, grants least privilege."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stage_policy.publish import FindingPublisher
+from stage_policy.store import PolicyStore
+from stagewarden.cfn import load_template
+from tests.helpers import ROOT
+
+TEMPLATE = ROOT / "template.yaml"
+LAMBDA_UNZIPPED_LIMIT = 250 * 1024 * 1024
+
+
+class _OfflinePolicies:
+    """The translator asks IAM for AWS managed policy ARNs; the template names none by short name."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def translated() -> dict:
+    from samtranslator.translator.transform import transform
+
+    template = load_template(TEMPLATE)
+    # as `sam package` would: local code locations become S3 artifacts
+    for resource in template["Resources"].values():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
+                props[key] = f"s3://stagewarden-artifacts/{props[key].strip('/')}.zip"
+    return transform(template, {"StageGroup": "lab"}, _OfflinePolicies())
+
+
+def _lint(text: str) -> list[str]:
+    from cfnlint.api import lint
+
+    return [f"{m.rule.id} {m.message} (line {m.linenumber})" for m in lint(text, regions=["us-east-1", "eu-west-1"])]
+
+
+def test_the_sam_template_transforms_offline(translated) -> None:
+    resources = translated["Resources"]
+    assert resources["PolicyGuardFunction"]["Type"] == "AWS::Lambda::Function"
+    assert any(k.startswith("StagePolicyLayer") and r["Type"] == "AWS::Lambda::LayerVersion" for k, r in resources.items())
+    assert any(r["Type"] == "AWS::Scheduler::Schedule" for r in resources.values())
+    assert any(r["Type"] == "AWS::Events::Rule" for r in resources.values())
+
+
+def test_cfn_lint_passes_on_the_sam_source() -> None:
+    assert _lint(TEMPLATE.read_text()) == []
+
+
+def test_cfn_lint_passes_on_the_translated_template(translated) -> None:
+    assert _lint(json.dumps(translated)) == []
+
+
+def _inline_statements(translated: dict) -> list[dict]:
+    out = []
+    for resource in translated["Resources"].values():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in resource["Properties"].get("Policies", []):
+            statements = policy["PolicyDocument"]["Statement"]
+            out += statements if isinstance(statements, list) else [statements]
+    return out
+
+
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_write_action_is_granted_on_every_resource(translated) -> None:
+    for statement in _inline_statements(translated):
+        if statement.get("Effect") != "Allow":
+            continue
+        resources = _as_list(statement["Resource"])
+        if "*" in resources:
+            actions = _as_list(statement["Action"])
+            writes = [a for a in actions if not a.split(":")[1].startswith(("Describe", "Get", "List"))]
+            assert writes == [], f"write actions on '*': {writes}"
+
+
+def test_policy_guard_is_granted_exactly_what_its_ports_declare(translated) -> None:
+    role = translated["Resources"]["PolicyGuardFunctionRole"]
+    granted = {a for p in role["Properties"]["Policies"] for s in _as_list(p["PolicyDocument"]["Statement"])
+               if s.get("Effect") == "Allow" for a in _as_list(s["Action"])}
+    granted.discard("sqs:SendMessage")  # added by SAM for the function's DeadLetterQueue
+    declared = set(PolicyStore.permissions) | set(FindingPublisher.permissions)
+    assert granted == declared
+
+
+def test_functions_have_a_dead_letter_queue(translated) -> None:
+    fn = translated["Resources"]["PolicyGuardFunction"]["Properties"]
+    assert "DeadLetterConfig" in fn
+
+
+# ---------------------------------------------------------------- aws-sam-cli (its own venv)
+def _sam() -> str | None:
+    candidates = [os.environ.get("STAGEWARDEN_SAM"), str(ROOT / ".venv-sam" / "bin" / "sam"), shutil.which("sam")]
+    found = next((c for c in candidates if c and Path(c).exists()), None)
+    if found is None and os.environ.get("STAGEWARDEN_REQUIRE_SAM") == "1":
+        pytest.fail("aws-sam-cli is required (make test installs it into .venv-sam)")
+    return found
+
+
+@pytest.fixture(scope="module")
+def sam() -> str:
+    found = _sam()
+    if found is None:
+        pytest.skip("aws-sam-cli not installed (make test installs it into .venv-sam; set STAGEWARDEN_REQUIRE_SAM=1 to fail instead)")
+    return found
+
+
+def _sam_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
+    env.update({"AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0", "SAM_CLI_CONTACT_TRACKING": "0"})
+    return env
+
+
+def test_sam_validate_lint(sam: str) -> None:
+    proc = subprocess.run([sam, "validate", "--lint", "--template-file", str(TEMPLATE)], cwd=ROOT, env=_sam_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "is a valid SAM Template" in proc.stdout + proc.stderr
+
+
+def test_sam_build_succeeds_within_lambdas_size_limit(sam: str, tmp_path: Path) -> None:
+    build = tmp_path / "build"
+    proc = subprocess.run([sam, "build", "--template-file", str(TEMPLATE), "--build-dir", str(build), "--base-dir", str(ROOT)],
+                          cwd=ROOT, env=_sam_env(), capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    layer = build / "StagePolicyLayer" / "python"
+    function = build / "PolicyGuardFunction"
+    assert (layer / "stage_policy" / "model.py").exists() and (layer / "pydantic").is_dir() and (layer / "yaml").is_dir()
+    assert (function / "app.py").exists() and (function / "checks.py").exists()
+    size = sum(p.stat().st_size for d in (layer, function) for p in d.rglob("*") if p.is_file())
+    assert size < LAMBDA_UNZIPPED_LIMIT, f"function + layer unzipped: {size / 1e6:.1f} MB"

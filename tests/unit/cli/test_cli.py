@@ -1,0 +1,98 @@
+"""The stagewarden command line: exit codes 0 / 2, messages that name the file and the field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from stagewarden.cli import main
+from tests.helpers import ROOT
+
+
+def test_policy_validate_accepts_the_example(capsys, example_policy_path) -> None:
+    assert main(["policy", "validate", str(example_policy_path)]) == 0
+    assert "valid (three-stage, 3 stages" in capsys.readouterr().out
+
+
+def test_policy_validate_prints_one_line_per_error_and_exits_2(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("framework: two-stage\nstages: {prod-discovery: {retention: {default_days: 0}}, final-prod: {mode: x}}\n")
+
+    code = main(["policy", "validate", str(bad)])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err == [
+        f"{bad}: stages.prod-discovery.retention.default_days: must be >= 1 (got 0)",
+        f"{bad}: stages.final-prod.mode: must be one of 'enforce' or 'dry_run' (got 'x')",
+    ]
+
+
+def test_policy_validate_checks_every_file_given(tmp_path, capsys, example_policy_path) -> None:
+    missing = tmp_path / "missing.yaml"
+
+    assert main(["policy", "validate", str(example_policy_path), str(missing)]) == 2
+    captured = capsys.readouterr()
+    assert "valid" in captured.out and f"{missing}: cannot read file" in captured.err
+
+
+def test_policy_explain_shows_each_stage_and_its_resources(capsys, example_policy_path) -> None:
+    assert main(["policy", "explain", str(example_policy_path)]) == 0
+    out = capsys.readouterr().out
+    assert "prod-discovery    yes        read-write  denied    90d (raw/ 30d, aggregated/ 90d)" in out
+    assert "permanent, immutable" in out and "prod-discovery: tag stagewarden:stage=prod-discovery; bucket acme-lab-*" in out
+
+
+def test_policy_explain_one_stage_as_json_lines(capsys, example_policy_path) -> None:
+    assert main(["policy", "explain", str(example_policy_path), "--stage", "final-prod", "--format", "json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 1 and rows[0]["stage"] == "final-prod" and rows[0]["break_glass"] == "120m max, review"
+
+
+def test_policy_explain_unknown_stage_exits_2(capsys, example_policy_path) -> None:
+    assert main(["policy", "explain", str(example_policy_path), "--stage", "prod"]) == 2
+    assert "--stage 'prod' is not a stage of this policy" in capsys.readouterr().err
+
+
+def test_invoke_unknown_function_exits_2_listing_the_functions(capsys) -> None:
+    assert main(["invoke", "NoSuchFunction", "-t", str(ROOT / "template.yaml")]) == 2
+    assert "no function 'NoSuchFunction' (functions: PolicyGuardFunction" in capsys.readouterr().err
+
+
+def test_invoke_with_a_malformed_event_file_exits_2_naming_it(tmp_path, capsys) -> None:
+    event = tmp_path / "event.json"
+    event.write_text('{"detail-type": ')
+
+    assert main(["invoke", "PolicyGuardFunction", "-t", str(ROOT / "template.yaml"), "-e", str(event)]) == 2
+    assert f"{event}: not valid JSON (line 1" in capsys.readouterr().err
+
+
+def test_policy_push_refuses_an_invalid_policy(tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("stages: {}\n")
+
+    assert main(["policy", "push", str(bad), "--to", "s3://b/policy.yaml"]) == 2
+    assert f"{bad}: stages: must not be empty" in capsys.readouterr().err
+
+
+def test_policy_push_uploads_a_valid_policy(example_policy_path, capsys) -> None:
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        boto3.client("s3").create_bucket(Bucket="policies")
+        code = main(["policy", "push", str(example_policy_path), "--to", "s3://policies/policy.yaml", "-t", "/nonexistent/template.yaml"])
+        body = boto3.client("s3").get_object(Bucket="policies", Key="policy.yaml")["Body"].read()
+    assert code == 0 and body == example_policy_path.read_bytes()
+
+
+def test_the_console_script_is_declared() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'stagewarden = "stagewarden.cli:main"' in pyproject
+
+
+def test_unknown_subcommand_is_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["frobnicate"])
+    assert caught.value.code == 2
