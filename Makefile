@@ -1,0 +1,40 @@
+# Stagewarden developer commands. Each target creates the virtual environment it needs.
+#   make demo    - every guardrail end to end on the local AWS emulator (moto_server)
+#   make test    - the whole test suite (unit, template incl. sam validate/build, e2e)
+#   make bench   - the performance figures (bench/)
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+SAM_VENV := .venv-sam
+export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: demo test bench build validate clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+$(SAM_VENV)/.installed:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/stagewarden demo
+
+test: $(VENV)/.installed $(SAM_VENV)/.installed
+	STAGEWARDEN_REQUIRE_SAM=1 STAGEWARDEN_SAM=$(SAM_VENV)/bin/sam $(VENV)/bin/pytest
+
+bench: $(VENV)/.installed
+	$(VENV)/bin/python bench/import_and_load.py
+
+validate: $(SAM_VENV)/.installed
+	$(SAM_VENV)/bin/sam validate --lint
+
+build: $(SAM_VENV)/.installed
+	$(SAM_VENV)/bin/sam build
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .stagewarden .pytest_cache
