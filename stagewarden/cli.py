@@ -158,6 +158,37 @@ def cmd_local_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_scan_cloudtrail(args: argparse.Namespace) -> int:
+    from stage_policy.findings import SEVERITY_ORDER, at_least
+    from stagewarden.scan import default_policy, expand, one_per_incident, scan
+
+    try:
+        policy = load(args.policy) if args.policy else default_policy()
+        files = expand(args.paths)
+    except PolicyError as exc:
+        print("\n".join(exc.lines()), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FileNotFoundError as exc:
+        return _err(str(exc))
+    decisions, records = [], 0
+    for _path, stats, found in scan(files, policy):
+        records += stats.records
+        decisions += found
+    decisions = one_per_incident(decisions)
+    decisions.sort(key=lambda d: (-SEVERITY_ORDER[d.finding.severity], str(d.finding.first_seen)))
+    for d in decisions:
+        f = d.finding
+        planned = "; ".join(a.describe() for a in d.actions)
+        f.action = f"none (offline scan); response {d.response}" + (f", would {planned}" if planned else "")
+        if args.format == "json":
+            print(f.to_json())
+        else:
+            print(f"{f.severity.upper():<8} {f.rule:<30} {str(f.stage or '-'):<16} {str(f.principal or '-')[-48:]:<48} {f.summary}")
+    print(f"scanned {len(files)} file(s), {records} record(s): {len(decisions)} finding(s)", file=sys.stderr)
+    failing = [d for d in decisions if at_least(d.finding.severity, args.fail_on)] if args.fail_on else []
+    return EXIT_FINDINGS if failing else EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stagewarden.demo import run
 
@@ -200,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_local_up)
     with_template(local.add_parser("down", help="stop the emulator")).set_defaults(func=cmd_local_down)
     with_template(local.add_parser("status", help="is it running, and what does it hold")).set_defaults(func=cmd_local_status)
+
+    scan = sub.add_parser("scan", help="offline scanners").add_subparsers(dest="action", required=True)
+    p = scan.add_parser("cloudtrail", help="run the exfiltration rules over CloudTrail log files or folders")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--policy", help="stage policy (default: every bucket in a download-denied lab stage)")
+    p.add_argument("--format", choices=["json", "table"], default="json")
+    p.add_argument("--fail-on", choices=["low", "medium", "high", "critical"], help="exit 1 if a finding is at least this severe")
+    p.set_defaults(func=cmd_scan_cloudtrail)
 
     p = with_template(sub.add_parser("demo", help="every guardrail end to end on a fresh local emulator"))
     p.add_argument("--policy", default="policy.example.yaml")

@@ -76,6 +76,7 @@ class Exfiltration(_Model):
     window_minutes: int = Field(default=10, ge=1, le=1440)
     exempt_principals: tuple[str, ...] = ()
     response: Response = "alert"
+    learning_days: int = Field(default=14, ge=0, le=365)
 
     def is_exempt(self, principal_arn: str | None) -> bool:
         return bool(principal_arn) and any(fnmatchcase(principal_arn, p) for p in self.exempt_principals)
@@ -185,6 +186,19 @@ class Organization(_Model):
     account_ids: tuple[AccountId, ...] = ()
     vpc_endpoint_ids: tuple[str, ...] = ()
     allowed_cidrs: tuple[str, ...] = ()
+    service_principals: tuple[str, ...] = ()
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not a CIDR block") from None
+        return value
 
 
 class Alerts(_Model):

@@ -1,0 +1,281 @@
+"""Stream CloudTrail records out of a log file without loading it whole.
+
+Accepts gzip or plain; ``{"Records": [...]}`` (CloudTrail's own files), bare JSON arrays,
+and JSON lines (one record, or one ``{"Records": [...]}`` document, per line).
+
+CloudTrail writes ``{"Records":[{"eventVersion":...},{"eventVersion":...}]}`` on one line.
+For that shape the reader cuts the decompressed stream at record boundaries
+(``,{"<first key>"`` cannot occur inside a JSON string, whose quotes are escaped) and hands
+each ~1 MiB batch to orjson in one call: near the cost of decompression plus parsing.
+Anything else (pretty-printed, arrays) goes through ijson's C backend, JSON lines line by
+line. Malformed or truncated input becomes :class:`ReadIssue` entries; every record that
+can be read is still yielded.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, Iterator
+
+import orjson
+
+CHUNK = 1 << 20
+_PREFIX = b'{"Records":['
+
+
+@dataclass
+class ReadIssue:
+    kind: str  # malformed-record | truncated | not-json | not-cloudtrail
+    detail: str
+    position: int | None = None
+
+
+@dataclass
+class ReadStats:
+    records: int = 0
+    batches: int = 0
+    compressed_bytes: int = 0
+    uncompressed_bytes: int = 0
+    issues: list[ReadIssue] = field(default_factory=list)
+
+    def issue(self, kind: str, detail: str, position: int | None = None) -> None:
+        if len(self.issues) < 50:  # a broken file must not turn into a memory problem
+            self.issues.append(ReadIssue(kind, detail, position))
+
+
+def _raw_chunks(fileobj: BinaryIO, stats: ReadStats) -> Iterator[bytes]:
+    while True:
+        chunk = fileobj.read(CHUNK)
+        if not chunk:
+            return
+        stats.compressed_bytes += len(chunk)
+        yield chunk
+
+
+def _decompressed(fileobj: BinaryIO, stats: ReadStats) -> Iterator[bytes]:
+    """Plain or gzip (multi-member too) to plain chunks; a truncated gzip is an issue, not an error."""
+    raw = _raw_chunks(fileobj, stats)
+    first = next(raw, b"")
+    if first[:2] != b"\x1f\x8b":
+        if first:
+            stats.uncompressed_bytes += len(first)
+            yield first
+        for chunk in raw:
+            stats.uncompressed_bytes += len(chunk)
+            yield chunk
+        return
+    decomp = zlib.decompressobj(wbits=31)
+    pending: bytes | None = first
+    while pending is not None:
+        try:
+            out = decomp.decompress(pending)
+        except zlib.error as exc:
+            stats.issue("truncated", f"gzip stream is corrupt ({exc})")
+            return
+        if out:
+            stats.uncompressed_bytes += len(out)
+            yield out
+        if decomp.eof:  # a member ended; CloudTrail files have one, concatenated files several
+            rest = decomp.unused_data
+            decomp = zlib.decompressobj(wbits=31)
+            pending = rest if rest else next(raw, None)
+            if pending is None:
+                return
+            continue
+        pending = next(raw, None)
+    stats.issue("truncated", "gzip stream ends early (file truncated)")
+
+
+class _ChunkReader(io.RawIOBase):
+    """A file-like view over an iterator of byte chunks (for ijson)."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf:
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                return 0
+            self._buf = nxt
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+def iter_batches(fileobj: BinaryIO, stats: ReadStats | None = None) -> Iterator[list[dict[str, Any]]]:
+    """Yield lists of record dicts; problems go to ``stats.issues``."""
+    stats = stats if stats is not None else ReadStats()
+    chunks = _decompressed(fileobj, stats)
+    head = b""
+    for chunk in chunks:
+        head += chunk
+        if len(head.lstrip()) >= 64 or b"\n" in head:
+            break
+    start = head.lstrip()
+    if not start:
+        stats.issue("not-cloudtrail", "the file is empty")
+        return
+    rest = _prepend(head, chunks)
+    if start.startswith(_PREFIX) and start[len(_PREFIX):len(_PREFIX) + 2] in (b'{"', b"]}"):
+        yield from _canonical(rest, stats)
+    elif start[:1] == b"{" and _first_line_is_document(head, chunks_peek=start):
+        yield from _json_lines(rest, stats)
+    elif start[:1] in (b"{", b"["):
+        yield from _ijson(rest, stats, "Records.item" if start[:1] == b"{" else "item")
+    else:
+        stats.issue("not-json", f"does not start like JSON ({start[:20]!r})")
+
+
+def _prepend(first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from chunks
+
+
+def _first_line_is_document(head: bytes, chunks_peek: bytes) -> bool:
+    line = chunks_peek.split(b"\n", 1)[0].strip()
+    if not line.endswith(b"}"):
+        return False
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return b"\n" in chunks_peek.strip()  # one document spread over a single line is canonical, not JSON lines
+
+
+def _canonical(chunks: Iterator[bytes], stats: ReadStats) -> Iterator[list[dict[str, Any]]]:
+    buf = b""
+    sep = b""
+    for chunk in chunks:
+        buf = buf + chunk if buf else chunk
+        if not sep:
+            body = buf.lstrip()[len(_PREFIX):]
+            if body[:2] == b"]}":
+                buf = body
+                continue
+            close = body.find(b'"', 2)
+            if close < 0:
+                continue
+            sep = b"," + body[:close + 1]  # e.g. b',{"eventVersion"'
+            buf = body
+        cut = buf.rfind(sep)
+        if cut > 0:
+            batch = _parse_batch(buf[:cut], sep, stats)
+            if batch:
+                yield batch
+            buf = buf[cut + 1:]
+    tail = buf.rstrip()
+    if tail.endswith(b"]}"):
+        tail = tail[:-2]
+    elif tail:
+        stats.issue("truncated", "the Records array is not closed (file truncated?)")
+    if tail.strip():
+        batch = _parse_batch(tail, sep or b',{"eventVersion"', stats)
+        if batch:
+            yield batch
+
+
+def _parse_batch(data: bytes, sep: bytes, stats: ReadStats) -> list[dict[str, Any]]:
+    try:
+        records = orjson.loads(b"[" + data + b"]")
+    except orjson.JSONDecodeError:
+        records = _parse_pieces(data, sep, stats)
+    good = [r for r in records if isinstance(r, dict)]
+    if len(good) != len(records):
+        stats.issue("malformed-record", f"{len(records) - len(good)} record(s) are not JSON objects", stats.records)
+    stats.records += len(good)
+    stats.batches += 1
+    return good
+
+
+def _parse_pieces(data: bytes, sep: bytes, stats: ReadStats) -> list[Any]:
+    """Slow path for a batch that does not parse: record by record, merging pieces a nested match split."""
+    pieces = data.split(sep)
+    pieces = [pieces[0]] + [sep[1:] + p for p in pieces[1:]]
+    out: list[Any] = []
+    pending = b""
+    for i, piece in enumerate(pieces):
+        candidate = pending + (b"," if pending else b"") + piece
+        try:
+            out.append(orjson.loads(candidate))
+            pending = b""
+        except orjson.JSONDecodeError as exc:
+            incomplete = "end of data" in str(exc) or "EOF" in str(exc)
+            if not incomplete or len(candidate) > 4 * CHUNK or i == len(pieces) - 1:
+                stats.issue("malformed-record", f"record {stats.records + len(out) + 1} is not valid JSON ({exc})",
+                            stats.records + len(out) + 1)
+                pending = b""
+            else:
+                pending = candidate
+    return out
+
+
+def _json_lines(chunks: Iterator[bytes], stats: ReadStats) -> Iterator[list[dict[str, Any]]]:
+    buf = b""
+    line_no = 0
+    for chunk in chunks:
+        buf += chunk
+        lines = buf.split(b"\n")
+        buf = lines.pop()
+        batch = _parse_lines(lines, line_no, stats)
+        line_no += len(lines)
+        if batch:
+            yield batch
+    if buf.strip():
+        batch = _parse_lines([buf], line_no, stats)
+        if batch:
+            yield batch
+
+
+def _parse_lines(lines: list[bytes], first_line: int, stats: ReadStats) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for offset, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            stats.issue("malformed-record", f"line {first_line + offset + 1} is not valid JSON ({exc})", first_line + offset + 1)
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("Records"), list):
+            out.extend(r for r in doc["Records"] if isinstance(r, dict))
+        elif isinstance(doc, dict):
+            out.append(doc)
+        else:
+            stats.issue("malformed-record", f"line {first_line + offset + 1} is not a JSON object", first_line + offset + 1)
+    stats.records += len(out)
+    stats.batches += 1
+    return out
+
+
+def _ijson(chunks: Iterator[bytes], stats: ReadStats, prefix: str) -> Iterator[list[dict[str, Any]]]:
+    import ijson  # deferred: only unusual layouts need it
+
+    batch: list[dict[str, Any]] = []
+    try:
+        for item in ijson.items(_ChunkReader(chunks), prefix, use_float=True):
+            if isinstance(item, dict):
+                batch.append(item)
+            else:
+                stats.issue("malformed-record", "an item of the records array is not a JSON object", stats.records + len(batch))
+            if len(batch) >= 1000:
+                stats.records += len(batch)
+                stats.batches += 1
+                yield batch
+                batch = []
+    except ijson.common.IncompleteJSONError as exc:
+        stats.issue("truncated", f"the JSON ends early or breaks off ({exc}); records after this point were not read")
+    except ijson.common.JSONError as exc:
+        stats.issue("malformed-record", f"invalid JSON ({exc}); records after this point were not read")
+    if batch:
+        stats.records += len(batch)
+        stats.batches += 1
+        yield batch
