@@ -189,6 +189,24 @@ def cmd_scan_cloudtrail(args: argparse.Namespace) -> int:
     return EXIT_FINDINGS if failing else EXIT_OK
 
 
+def cmd_local_poll(args: argparse.Namespace) -> int:
+    from stagewarden import emulator
+    from stagewarden.cfn import TemplateError
+    from stagewarden.poll import poll
+
+    template = Path(args.template)
+    state = emulator.read_state(template)
+    if state is None or not emulator.is_alive(state.endpoint):
+        return _err("no emulator is running (stagewarden local up)")
+    try:
+        result = poll(template, args.logical_id, state, args.max_batches)
+    except TemplateError as exc:
+        return _err(str(exc))
+    print(json.dumps({"batches": result.batches, "messages": result.received, "failed": result.failed, "results": result.results},
+                     indent=2, default=str))
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stagewarden.demo import run
 
@@ -231,6 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_local_up)
     with_template(local.add_parser("down", help="stop the emulator")).set_defaults(func=cmd_local_down)
     with_template(local.add_parser("status", help="is it running, and what does it hold")).set_defaults(func=cmd_local_status)
+    p = with_template(local.add_parser("poll", help="feed a function its SQS queue's messages (Docker-less event source mapping)"))
+    p.add_argument("logical_id", metavar="LogicalId")
+    p.add_argument("--max-batches", type=int, default=100)
+    p.set_defaults(func=cmd_local_poll)
 
     scan = sub.add_parser("scan", help="offline scanners").add_subparsers(dest="action", required=True)
     p = scan.add_parser("cloudtrail", help="run the exfiltration rules over CloudTrail log files or folders")

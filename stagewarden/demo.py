@@ -16,6 +16,8 @@ from stagewarden import emulator
 from stagewarden.cli import print_resources
 from stagewarden.explain import table
 from stagewarden.invoke import function_spec, invoke
+from stagewarden.poll import poll
+from stagewarden.trailgen import bulk_download, log_file, log_key, management_event
 
 BROKEN_POLICY = """\
 version: 1
@@ -116,7 +118,75 @@ class Demo:
         summary.append(f"policy guard: invalid policy detected, {len(delivered)} alert delivered for 2 checks (deduplicated)")
         if len(delivered) != 1:
             raise RuntimeError(f"expected exactly one delivered alert, got {len(delivered)}")
+        summary += self.exfiltration(inbox)
         return summary
+
+    def poll(self, logical_id: str) -> Any:
+        return poll(self.template, logical_id, self.state, extra_env={"POWERTOOLS_METRICS_DISABLED": "true"})
+
+    def show(self, delivered: list[dict[str, Any]]) -> None:
+        for item in delivered:
+            f = item["finding"]
+            print(f"  alert [{f['severity']}] {f['rule']} stage={f['stage']} principal={f['principal']}")
+            print(f"    {f['summary']}")
+            print(f"    action: {f['action']}")
+
+    def exfiltration(self, inbox: str) -> list[str]:
+        from datetime import datetime, timedelta, timezone
+
+        iam = emulator.boto_client("iam", self.state)
+        bucket, role = "acme-lab-data", "DataScientistAlice"
+        self.s3.create_bucket(Bucket=bucket)
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]}))
+
+        _step("5. Exfiltration: a bulk CLI download from the lab, detected and contained")
+        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=6)
+        records = bulk_download(role=role, session="alice@example.com", bucket=bucket, objects=1500, start=start,
+                                seconds=240, nbytes=120_000)
+        key = log_key(start, "demo0bulk")
+        body = log_file(records)
+        self.s3.put_object(Bucket=self.state.refs["CloudTrailLogBucket"], Key=key, Body=body)
+        print(f"alice ran `aws s3 cp --recursive s3://{bucket}/ .` from a laptop: 1500 objects, 172 MiB in 4 minutes")
+        print(f"CloudTrail delivered {key} ({len(body)} bytes gzip); S3 -> EventBridge -> ExfilQueue")
+        result = self.poll("ExfiltrationFunction")
+        print(f"ExfiltrationFunction polled {result.received} message(s) from its queue, {result.failed} failed")
+        delivered = self.drain(inbox)
+        self.show(delivered)
+        deny = iam.get_role_policy(RoleName=role, PolicyName="StagewardenRevokeOlderSessions")["PolicyDocument"]
+        deny = json.loads(deny) if isinstance(deny, str) else deny
+        print(f"  role {role} now has inline policy StagewardenRevokeOlderSessions: Deny * when aws:TokenIssueTime < "
+              f"{deny['Statement'][0]['Condition']['DateLessThan']['aws:TokenIssueTime']}")
+        rules = sorted({d["finding"]["rule"] for d in delivered})
+        if "exfil.bulk-download" not in rules:
+            raise RuntimeError(f"bulk download not detected (got {rules})")
+
+        _step("6. Exfiltration: a backdoor bucket policy, detected and reverted")
+        backdoor = {"Version": "2012-10-17", "Statement": [{
+            "Sid": "Backdoor", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999988887777:root"},
+            "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
+        self.s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(backdoor))
+        print(f"someone ran put-bucket-policy on {bucket} granting account 999988887777 read access")
+        detail = management_event("PutBucketPolicy", "s3.amazonaws.com",
+                                  {"bucketName": bucket, "bucketPolicy": backdoor, "Host": f"{bucket}.s3.amazonaws.com", "policy": ""})
+        events = emulator.boto_client("events", self.state)
+        events.put_events(Entries=[{"Source": "aws.s3", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(detail)}])
+        print("CloudTrail -> EventBridge (management event) -> ExfilQueue")
+        result = self.poll("ExfiltrationFunction")
+        print(f"ExfiltrationFunction polled {result.received} message(s) from its queue, {result.failed} failed")
+        policy_findings = self.drain(inbox)
+        self.show(policy_findings)
+        try:
+            after = self.s3.get_bucket_policy(Bucket=bucket)["Policy"]
+        except Exception:  # NoSuchBucketPolicy: the only statement was the backdoor
+            after = "(no bucket policy)"
+        print(f"  bucket policy of {bucket} now: {after}")
+        if "999988887777" in after:
+            raise RuntimeError("backdoor bucket policy was not reverted")
+        return [
+            f"exfiltration: bulk download detected ({', '.join(rules)}), sessions of {role} revoked",
+            f"exfiltration: backdoor bucket policy on {bucket} detected and reverted",
+        ]
 
 
 def run(template: Path, policy: Path) -> int:

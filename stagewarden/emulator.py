@@ -30,7 +30,6 @@ NOT_EMULATED = {
     "AWS::Serverless::Function": "not deployed: run it in-process with `stagewarden invoke <LogicalId> -e events/...`",
     "AWS::Serverless::LayerVersion": "not deployed: `stagewarden invoke` puts the layer source on the path",
     "AWS::Scheduler::Schedule": "moto stores schedules but never fires them: invoke with a scheduled event",
-    "AWS::Events::Rule": "moto cannot invoke Lambda targets without Docker: invoke with the sample event",
 }
 
 
@@ -145,7 +144,7 @@ def boto_client(service: str, state: LocalState) -> Any:
 
 _ORDER = [
     "AWS::KMS::Key", "AWS::KMS::Alias", "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SQS::Queue",
-    "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription",
+    "AWS::Events::Rule", "AWS::SQS::QueuePolicy", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription",
     "AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Logs::LogGroup",
 ]
 
@@ -244,6 +243,22 @@ class Provisioner:
         self.ctx.attrs[(logical, "QueueUrl")] = url
         return url, "created"
 
+    def _sqs_queuepolicy(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        for url in p["Queues"]:
+            self.client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(p["PolicyDocument"])})
+        return ",".join(p["Queues"]), "policy applied"
+
+    def _events_rule(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        events = self.client("events")
+        name = p.get("Name") or self._name(logical)
+        arn = events.put_rule(Name=name, EventPattern=json.dumps(p["EventPattern"]), State=p.get("State", "ENABLED"),
+                              Description=p.get("Description", ""))["RuleArn"]
+        targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in p.get("Targets", [])]
+        if targets:
+            events.put_targets(Rule=name, Targets=targets)
+        self.ctx.attrs[(logical, "Arn")] = arn
+        return name, f"created, {len(targets)} target(s) (moto delivers matching events to SQS targets)"
+
     def _dynamodb_table(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
         ddb = self.client("dynamodb")
         name = p.get("TableName") or self._name(logical)
@@ -291,7 +306,11 @@ class Provisioner:
         name = p.get("FunctionName") or self._name(logical)
         self.ctx.attrs[(logical, "Arn")] = self._arn("lambda", f"function:{name}")
         for event_name, event in (p.get("Events") or {}).items():
-            self._record(f"{logical}.{event_name}", event.get("Type", "?"), "-", "event source not emulated: invoke with a sample event")
+            if event.get("Type") == "SQS":
+                note = f"emulated: `stagewarden local poll {logical}` feeds it the queue's messages"
+            else:
+                note = "event source not emulated: invoke with a sample event"
+            self._record(f"{logical}.{event_name}", event.get("Type", "?"), "-", note)
         return name, NOT_EMULATED["AWS::Serverless::Function"]
 
 

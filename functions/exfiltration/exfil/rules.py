@@ -93,7 +93,8 @@ def bucket_policy(record: dict[str, Any], org_accounts: tuple[str, ...]) -> Verd
     policy = _load_policy(rp.get("bucketPolicy") or rp.get("policy"))
     if policy is None:
         return None
-    hits = external_statements(policy, inside_accounts(record, org_accounts))
+    inside = inside_accounts(record, org_accounts)
+    hits = external_statements(policy, inside)
     if not hits:
         return None
     principals = sorted({p for _, ps in hits for p in ps})
@@ -104,7 +105,7 @@ def bucket_policy(record: dict[str, Any], org_accounts: tuple[str, ...]) -> Verd
         resource=f"arn:aws:s3:::{bucket}",
         summary=f"Bucket policy on {bucket} grants {'everyone (*)' if public else ', '.join(principals)} access from outside the organisation.",
         evidence={"external_principals": principals, "statements": [st for st, _ in hits]},
-        undo={"kind": "revert-bucket-policy", "bucket": bucket, "statements": [st for st, _ in hits]},
+        undo={"kind": "revert-bucket-policy", "bucket": bucket, "inside": sorted(inside)},
         bucket=bucket,
     )
 

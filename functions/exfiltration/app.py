@@ -1,0 +1,57 @@
+"""Exfiltration detection: CloudTrail log files and management events, from SQS, with partial-batch failure."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import boto3
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pipeline import Ports, handle, parse_body
+from ports import AuditLog, Containment, DynamoWindowStore, FileLedger, GrantLookup, LogFileSource
+
+from stage_policy.observability import logger, metrics, tracer
+from stage_policy.publish import FindingPublisher
+from stage_policy.settings import Settings
+from stage_policy.store import PolicyStore
+
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+@cache
+def services() -> tuple[Settings, PolicyStore, FindingPublisher]:
+    settings = Settings.from_env()
+    publisher = FindingPublisher(boto3.client("sns"), settings.alerts_topic_arn, boto3.client("dynamodb"), settings.state_table)
+    return settings, PolicyStore(boto3.client("s3")), publisher
+
+
+def ports_for(settings: Settings, publisher: FindingPublisher, max_revocations: int) -> Ports:
+    ddb = boto3.client("dynamodb")
+    return Ports(
+        source=LogFileSource(boto3.client("s3")),
+        windows=DynamoWindowStore(ddb, settings.state_table),
+        ledger=FileLedger(ddb, settings.state_table),
+        grants=GrantLookup(ddb, settings.state_table),
+        containment=Containment(boto3.client, max_revocations),
+        audit=AuditLog(ddb, settings.audit_table),
+        publish=publisher.publish,
+    )
+
+
+def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
+    event = parse_body(record.body)  # malformed: this record fails (and reaches the DLQ), the rest go on
+    settings, store, publisher = services()
+    policy = store.load(settings.policy_location)  # an unusable policy fails the record; PolicyGuard alerts on it
+    findings = handle(event, policy, ports_for(settings, publisher, policy.safety.max_revocations_per_run), logger)
+    for finding in findings:
+        metrics.add_metric(name="Findings", unit="Count", value=1)
+    return [f.model_dump(mode="json") for f in findings]
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
