@@ -48,7 +48,7 @@ def stack():
 
     with mock_aws():
         template = load_template(ROOT / "template.yaml")
-        state = LocalState(endpoint="", pid=None, stack_name="unit")
+        state = LocalState(endpoint="", pid=None, stack_name="stagewarden-local")  # the names in events/
         state.parameters = parameter_defaults(template)
         Provisioner(template, state, boto3.client).run()
         yield state

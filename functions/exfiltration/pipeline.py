@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from exfil.engine import Decision, Detector
@@ -24,6 +24,7 @@ class Ports:
     containment: Any  # Containment
     audit: Any  # AuditLog
     publish: Callable[[Finding], Any]
+    done: dict[tuple[str, str], str] = field(default_factory=dict)  # actions carried out in this run
 
 
 def parse_body(body: str) -> dict[str, Any]:
@@ -42,8 +43,11 @@ def respond(decision: Decision, ports: Ports) -> Finding:
     finding = decision.finding
     results = []
     for action in decision.actions:
-        if decision.mode == "enforce":
+        if decision.mode == "enforce" and (action.kind, action.target) in ports.done:
+            result = f"already done for another finding of this log file: {ports.done[(action.kind, action.target)]}"
+        elif decision.mode == "enforce":
             result = ports.containment.carry_out(action)
+            ports.done[(action.kind, action.target)] = result
             ports.audit.record(finding.rule, finding.dedup_key, action.kind, result)
         else:
             result = f"dry run: would {action.describe()}"
@@ -52,7 +56,7 @@ def respond(decision: Decision, ports: Ports) -> Finding:
         finding.action = "; ".join(results)
         finding.evidence["actions"] = results
     else:
-        finding.action = "alert only" if decision.response == "alert" else "none needed"
+        finding.action = "alert only" if decision.response == "alert" else "alert only (this rule has no automatic containment)"
     return finding
 
 

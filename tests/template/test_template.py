@@ -37,7 +37,10 @@ def translated() -> dict:
         for key in ("CodeUri", "ContentUri"):
             if isinstance(props.get(key), str) and not props[key].startswith("s3://"):
                 props[key] = f"s3://stagewarden-artifacts/{props[key].strip('/')}.zip"
-    return transform(template, {"StageGroup": "lab"}, _OfflinePolicies())
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": "us-east-1"}):  # the translator builds regional ARNs
+        return transform(template, {"StageGroup": "lab"}, _OfflinePolicies())
 
 
 def _lint(text: str) -> list[str]:
@@ -97,6 +100,26 @@ def test_policy_guard_is_granted_exactly_what_its_ports_declare(translated) -> N
     assert granted == declared
 
 
+def test_exfiltration_is_granted_exactly_what_its_ports_declare(translated) -> None:
+    from ports import AuditLog, Containment, DynamoWindowStore, FileLedger, GrantLookup, LogFileSource
+
+    role = translated["Resources"]["ExfiltrationFunctionRole"]
+    granted = {a for p in role["Properties"]["Policies"] for s in _as_list(p["PolicyDocument"]["Statement"])
+               if isinstance(s, dict) and s.get("Effect") == "Allow" for a in _as_list(s["Action"])}
+    declared = set(PolicyStore.permissions) | set(FindingPublisher.permissions)
+    for port in (AuditLog, Containment, DynamoWindowStore, FileLedger, GrantLookup, LogFileSource):
+        declared |= set(port.permissions)
+    assert granted == declared
+
+
+def test_the_exfiltration_queue_has_a_dead_letter_queue_and_partial_batch_failure(translated) -> None:
+    resources = translated["Resources"]
+    redrive = resources["ExfilQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive["maxReceiveCount"] == 5 and redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["ExfilDeadLetterQueue", "Arn"]}
+    mapping = next(r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping")
+    assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
 def test_functions_have_a_dead_letter_queue(translated) -> None:
     fn = translated["Resources"]["PolicyGuardFunction"]["Properties"]
     assert "DeadLetterConfig" in fn
@@ -140,7 +163,10 @@ def test_sam_build_succeeds_within_lambdas_size_limit(sam: str, tmp_path: Path) 
 
     layer = build / "StagePolicyLayer" / "python"
     function = build / "PolicyGuardFunction"
+    exfil = build / "ExfiltrationFunction"
     assert (layer / "stage_policy" / "model.py").exists() and (layer / "pydantic").is_dir() and (layer / "yaml").is_dir()
     assert (function / "app.py").exists() and (function / "checks.py").exists()
-    size = sum(p.stat().st_size for d in (layer, function) for p in d.rglob("*") if p.is_file())
-    assert size < LAMBDA_UNZIPPED_LIMIT, f"function + layer unzipped: {size / 1e6:.1f} MB"
+    assert (exfil / "exfil" / "engine.py").exists() and (exfil / "orjson").is_dir() and (exfil / "ijson").is_dir()
+    for code in (function, exfil):
+        size = sum(p.stat().st_size for d in (layer, code) for p in d.rglob("*") if p.is_file())
+        assert size < LAMBDA_UNZIPPED_LIMIT, f"{code.name} + layer unzipped: {size / 1e6:.1f} MB"

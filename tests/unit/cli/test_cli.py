@@ -57,7 +57,7 @@ def test_policy_explain_unknown_stage_exits_2(capsys, example_policy_path) -> No
 
 def test_invoke_unknown_function_exits_2_listing_the_functions(capsys) -> None:
     assert main(["invoke", "NoSuchFunction", "-t", str(ROOT / "template.yaml")]) == 2
-    assert "no function 'NoSuchFunction' (functions: PolicyGuardFunction" in capsys.readouterr().err
+    assert "no function 'NoSuchFunction' (functions: ExfiltrationFunction, PolicyGuardFunction)" in capsys.readouterr().err
 
 
 def test_invoke_with_a_malformed_event_file_exits_2_naming_it(tmp_path, capsys) -> None:
@@ -96,3 +96,50 @@ def test_unknown_subcommand_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as caught:
         main(["frobnicate"])
     assert caught.value.code == 2
+
+
+# ------------------------------------------------------------------ scan cloudtrail
+CORPUS = ROOT.parent / "shared" / "corpus" / "cloudtrail" / "invictus-ir"
+
+
+def test_scan_prints_one_json_finding_per_line(capsys) -> None:
+    assert main(["scan", "cloudtrail", str(CORPUS)]) == 0
+    captured = capsys.readouterr()
+    findings = [json.loads(line) for line in captured.out.splitlines()]
+    assert len(findings) == 8 and {f["rule"] for f in findings} == {"audit.tamper", "exfil.snapshot-share", "exfil.bucket-policy-external"}
+    assert all(f["action"].startswith("none (offline scan)") for f in findings)
+    assert "scanned 55 file(s), 2900 record(s): 8 finding(s)" in captured.err
+
+
+def test_scan_fail_on_exits_1_when_findings_reach_the_severity(capsys) -> None:
+    assert main(["scan", "cloudtrail", str(CORPUS), "--fail-on", "critical"]) == 1
+
+
+def test_scan_table_format(capsys) -> None:
+    assert main(["scan", "cloudtrail", str(CORPUS), "--format", "table"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("CRITICAL audit.tamper")
+
+
+def test_scan_a_missing_path_exits_2_naming_it(tmp_path, capsys) -> None:
+    assert main(["scan", "cloudtrail", str(tmp_path / "nope")]) == 2
+    assert f"{tmp_path / 'nope'}: no such file or folder" in capsys.readouterr().err
+
+
+def test_scan_with_a_policy_and_a_broken_file_reports_the_file(tmp_path, capsys, example_policy_path) -> None:
+    from datetime import datetime, timezone
+
+    from stagewarden.trailgen import bulk_download, log_file
+
+    records = bulk_download(role="DataScientistAlice", session="alice@example.com", bucket="acme-lab-data", objects=1200,
+                            start=datetime(2026, 11, 22, 8, tzinfo=timezone.utc), seconds=300, nbytes=100_000)
+    good, broken = tmp_path / "a.json.gz", tmp_path / "b.json.gz"
+    good.write_bytes(log_file(records))
+    broken.write_bytes(log_file(records[:10])[:-30])
+
+    code = main(["scan", "cloudtrail", str(tmp_path), "--policy", str(example_policy_path), "--fail-on", "high"])
+
+    findings = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rules = {f["rule"]: f for f in findings}
+    assert code == 1 and {"exfil.bulk-download", "exfil.outside-vpce", "input.malformed"} <= set(rules)
+    assert rules["input.malformed"]["resource"] == str(broken)
+    assert "would revoke sessions of role DataScientistAlice" in rules["exfil.bulk-download"]["action"]

@@ -1,0 +1,203 @@
+"""ExfiltrationFunction from template.yaml under mock_aws: log files and management events in, containment out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+
+from stagewarden.invoke import function_spec, invoke
+from stagewarden.trailgen import bulk_download, log_file
+from tests.helpers import ROOT, drain, seed_policy_in_process, subscribe_queue
+
+EVENTS = ROOT / "events" / "exfiltration"
+ROLE = "DataScientistAlice"
+
+
+def sqs_event(name: str) -> dict:
+    return json.loads((EVENTS / f"{name}.sqs.json").read_text())
+
+
+def run(stack, event: dict) -> dict:
+    return invoke(function_spec(ROOT / "template.yaml", "ExfiltrationFunction", stack), event)
+
+
+@pytest.fixture
+def lab(stack, tmp_path):
+    """The example policy (prod-discovery: enforce, contain), alice's role, the lab bucket, a subscriber."""
+    seed_policy_in_process(stack, ROOT / "policy.example.yaml")
+    boto3.client("iam").create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    boto3.client("s3").create_bucket(Bucket="acme-lab-data")
+    stack.inbox = subscribe_queue(stack)
+    return stack
+
+
+def deliver_log_file(stack, objects: int = 1500, **kwargs) -> dict:
+    event = sqs_event("log_file_delivered")
+    detail = json.loads(event["Records"][0]["body"])["detail"]
+    records = bulk_download(role=ROLE, session="alice@example.com", bucket="acme-lab-data", objects=objects,
+                            start=__import__("datetime").datetime(2026, 11, 22, 8, 0, tzinfo=__import__("datetime").timezone.utc),
+                            seconds=240, nbytes=120_000, **kwargs)
+    boto3.client("s3").put_object(Bucket=detail["bucket"]["name"], Key=detail["object"]["key"], Body=log_file(records))
+    return event
+
+
+def write_counter():
+    counts = {"n": 0}
+
+    def count(**_):
+        counts["n"] += 1
+
+    session = boto3._get_default_session()
+    for op in ("PutItem", "UpdateItem", "BatchWriteItem", "DeleteItem"):
+        session.events.register(f"before-call.dynamodb.{op}", count)
+    return counts
+
+
+def test_scenario_bulk_download_in_a_log_file_is_detected_and_sessions_revoked(lab) -> None:
+    # Given alice's `aws s3 cp --recursive` in a delivered CloudTrail log file
+    event = deliver_log_file(lab)
+
+    # When the function takes the queued event
+    result = run(lab, event)
+
+    # Then the batch succeeds, the alert is on the topic and alice's older sessions are denied
+    assert result == {"batchItemFailures": []}
+    findings = drain(lab.inbox)
+    bulk = next(f for f in findings if f["rule"] == "exfil.bulk-download")
+    assert bulk["principal"] == f"arn:aws:iam::123456789012:role/{ROLE}" and bulk["stage"] == "prod-discovery"
+    assert bulk["evidence"]["sliding_window"]["objects"] > 1000 and bulk["evidence"]["session_names"] == ["alice@example.com"]
+    assert bulk["action"].startswith(f"revoked sessions of role {ROLE} issued before ")
+    doc = boto3.client("iam").get_role_policy(RoleName=ROLE, PolicyName="StagewardenRevokeOlderSessions")["PolicyDocument"]
+    doc = json.loads(doc) if isinstance(doc, str) else doc
+    assert doc["Statement"][0]["Effect"] == "Deny" and "aws:TokenIssueTime" in doc["Statement"][0]["Condition"]["DateLessThan"]
+    audit = boto3.client("dynamodb").scan(TableName=lab.refs["AuditTable"])["Items"]
+    assert [i["action"]["S"] for i in audit] == ["revoke-sessions"]
+
+
+def test_scenario_a_redelivered_log_file_is_neither_recounted_nor_realerted(lab) -> None:
+    event = deliver_log_file(lab)
+    run(lab, event)
+    first = drain(lab.inbox)
+
+    again = run(lab, event)
+
+    assert again == {"batchItemFailures": []} and first and drain(lab.inbox) == []
+
+
+def test_dynamodb_writes_per_log_file_stay_within_pairs_plus_one(lab) -> None:
+    # Given a file with one (principal, stage) pair below the thresholds (no incident, so no alert writes)
+    event = deliver_log_file(lab, objects=200, vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.4.2")
+    counts = write_counter()
+
+    run(lab, event)
+
+    assert drain(lab.inbox) == []
+    assert counts["n"] == 1 + 1  # the window item of (alice, prod-discovery) and the file ledger
+
+
+def test_scenario_a_malformed_message_fails_alone_and_nothing_is_remediated(lab) -> None:
+    good = sqs_event("mgmt_delete_trail")["Records"][0]
+    bad = {**good, "messageId": "poison-1", "body": "{not json"}
+
+    result = run(lab, {"Records": [bad, good]})
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "poison-1"}]}
+    assert [f["rule"] for f in drain(lab.inbox)] == ["audit.tamper"]
+
+
+def test_scenario_backdoor_bucket_policy_is_reverted(lab) -> None:
+    s3 = boto3.client("s3")
+    backdoor = json.loads(sqs_event("mgmt_bucket_policy_external")["Records"][0]["body"])["detail"]["requestParameters"]["bucketPolicy"]
+    keep = {"Sid": "OwnAccount", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:role/etl"},
+            "Action": "s3:GetObject", "Resource": "arn:aws:s3:::acme-lab-data/*"}
+    s3.put_bucket_policy(Bucket="acme-lab-data", Policy=json.dumps({**backdoor, "Statement": backdoor["Statement"] + [keep]}))
+
+    result = run(lab, sqs_event("mgmt_bucket_policy_external"))
+
+    assert result == {"batchItemFailures": []}
+    after = json.loads(s3.get_bucket_policy(Bucket="acme-lab-data")["Policy"])
+    assert [st["Sid"] for st in after["Statement"]] == ["OwnAccount"]
+    finding = drain(lab.inbox)[0]
+    assert finding["rule"] == "exfil.bucket-policy-external" and "removed 1 external statement" in finding["action"]
+
+
+def test_scenario_snapshot_share_is_removed(lab) -> None:
+    ec2 = boto3.client("ec2")
+    volume = ec2.create_volume(AvailabilityZone="us-east-1a", Size=1)["VolumeId"]
+    snap = ec2.create_snapshot(VolumeId=volume)["SnapshotId"]
+    ec2.modify_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission", OperationType="add", UserIds=["999988887777"])
+    event = sqs_event("mgmt_snapshot_share")
+    body = json.loads(event["Records"][0]["body"])
+    body["detail"]["requestParameters"]["snapshotId"] = snap
+    event["Records"][0]["body"] = json.dumps(body)
+
+    run(lab, event)
+
+    perms = ec2.describe_snapshot_attribute(SnapshotId=snap, Attribute="createVolumePermission")["CreateVolumePermissions"]
+    assert perms == []
+    assert drain(lab.inbox)[0]["evidence"]["actions"][0].startswith(f"removed create-volume permission on {snap}")
+
+
+def test_scenario_db_snapshot_share_is_removed(lab) -> None:
+    rds = boto3.client("rds")
+    rds.create_db_instance(DBInstanceIdentifier="lab-db", DBInstanceClass="db.t3.micro", Engine="postgres",
+                           MasterUsername="admin", MasterUserPassword="not-a-real-secret-1", AllocatedStorage=20)
+    rds.create_db_snapshot(DBInstanceIdentifier="lab-db", DBSnapshotIdentifier="lab-db-snapshot")
+    rds.modify_db_snapshot_attribute(DBSnapshotIdentifier="lab-db-snapshot", AttributeName="restore", ValuesToAdd=["999988887777"])
+
+    run(lab, sqs_event("mgmt_db_snapshot_share"))
+
+    attrs = rds.describe_db_snapshot_attributes(DBSnapshotIdentifier="lab-db-snapshot")["DBSnapshotAttributesResult"]["DBSnapshotAttributes"]
+    assert all("999988887777" not in a["AttributeValues"] for a in attrs)
+
+
+def test_scenario_external_replication_is_removed(lab) -> None:
+    s3 = boto3.client("s3")
+    s3.put_bucket_versioning(Bucket="acme-lab-data", VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_replication(Bucket="acme-lab-data", ReplicationConfiguration={"Role": "arn:aws:iam::123456789012:role/replication", "Rules": [
+        {"ID": "to-partner", "Status": "Enabled", "Priority": 1, "Filter": {"Prefix": ""}, "DeleteMarkerReplication": {"Status": "Disabled"},
+         "Destination": {"Bucket": "arn:aws:s3:::partner-drop", "Account": "999988887777"}}]})
+
+    run(lab, sqs_event("mgmt_replication_external"))
+
+    with pytest.raises(Exception) as gone:
+        s3.get_bucket_replication(Bucket="acme-lab-data")
+    assert "ReplicationConfigurationNotFound" in str(gone.value)
+
+
+@pytest.mark.parametrize("name", ["stop_logging", "delete_trail", "event_selectors_drop_s3"])
+def test_scenario_trail_tampering_raises_a_critical_alert(lab, name) -> None:
+    run(lab, sqs_event(f"mgmt_{name}"))
+
+    findings = drain(lab.inbox)
+    assert [(f["rule"], f["severity"]) for f in findings] == [("audit.tamper", "critical")]
+
+
+def test_scenario_dry_run_says_what_it_would_do_and_does_nothing(lab, tmp_path) -> None:
+    text = (ROOT / "policy.example.yaml").read_text().replace("    mode: enforce\n", "    mode: dry_run\n", 1)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(text)
+    seed_policy_in_process(lab, policy)
+    event = deliver_log_file(lab)
+
+    run(lab, event)
+
+    bulk = next(f for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download")
+    assert bulk["action"].startswith(f"dry run: would revoke sessions of role {ROLE}")
+    assert boto3.client("iam").list_role_policies(RoleName=ROLE)["PolicyNames"] == []
+
+
+@pytest.mark.parametrize("path", sorted(p.name for p in EVENTS.glob("mgmt_*.sqs.json")))
+def test_every_sample_management_event_yields_its_rule(lab, path) -> None:
+    expected = {"bucket_policy_external": "exfil.bucket-policy-external", "bucket_acl_public": "exfil.bucket-policy-external",
+                "replication_external": "exfil.replication-external", "snapshot_share": "exfil.snapshot-share",
+                "image_share": "exfil.snapshot-share", "db_snapshot_share": "exfil.snapshot-share", "stop_logging": "audit.tamper",
+                "delete_trail": "audit.tamper", "event_selectors_drop_s3": "audit.tamper"}[path[len("mgmt_"):-len(".sqs.json")]]
+
+    result = run(lab, json.loads((EVENTS / path).read_text()))
+
+    assert result == {"batchItemFailures": []}
+    assert [f["rule"] for f in drain(lab.inbox)] == [expected]

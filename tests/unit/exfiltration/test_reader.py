@@ -1,0 +1,116 @@
+"""The streaming CloudTrail reader: every layout, and broken input reported without losing the rest."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import random
+from datetime import datetime, timezone
+
+import pytest
+from exfil.reader import ReadStats, iter_batches
+
+from stagewarden.trailgen import bulk_download, log_file
+
+START = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+RECORDS = bulk_download(role="R", session="s", bucket="acme-lab-data", objects=40, start=START, seconds=60, nbytes=10)
+
+
+def read(data: bytes) -> tuple[list[dict], ReadStats]:
+    stats = ReadStats()
+    out = [r for batch in iter_batches(io.BytesIO(data), stats) for r in batch]
+    return out, stats
+
+
+@pytest.mark.parametrize(
+    "layout, data",
+    [
+        ("cloudtrail-gzip", log_file(RECORDS)),
+        ("cloudtrail-plain", log_file(RECORDS, compress=False)),
+        ("pretty-printed", json.dumps({"Records": RECORDS}, indent=2).encode()),
+        ("bare-array", json.dumps(RECORDS).encode()),
+        ("bare-array-gzip", gzip.compress(json.dumps(RECORDS).encode())),
+        ("json-lines", b"\n".join(json.dumps(r).encode() for r in RECORDS) + b"\n"),
+        ("json-lines-of-documents", b"\n".join(json.dumps({"Records": RECORDS[i:i + 10]}).encode() for i in range(0, 40, 10))),
+        ("multi-member-gzip", gzip.compress(log_file(RECORDS[:20], compress=False)) + gzip.compress(b"")),
+    ],
+)
+def test_every_layout_yields_every_record_in_order(layout: str, data: bytes) -> None:
+    records, stats = read(data)
+
+    expected = RECORDS[:20] if layout == "multi-member-gzip" else RECORDS
+    assert [r["eventID"] for r in records] == [r["eventID"] for r in expected]
+    assert stats.issues == [] and stats.records == len(expected)
+
+
+def test_large_files_are_cut_into_batches_not_loaded_whole() -> None:
+    many = bulk_download(role="R", session="s", bucket="b", objects=3000, start=START, seconds=600, nbytes=10)
+
+    stats = ReadStats()
+    batches = list(iter_batches(io.BytesIO(log_file(many)), stats))
+
+    assert stats.records == 3000 and len(batches) > 1  # ~4 MB decompressed: several 1 MiB batches
+    assert stats.uncompressed_bytes > 3 * (1 << 20)
+
+
+def test_a_truncated_gzip_file_yields_what_it_can_and_says_so() -> None:
+    data = log_file(RECORDS)
+
+    records, stats = read(data[: len(data) // 2])
+
+    assert 0 < len(records) < len(RECORDS)
+    assert {i.kind for i in stats.issues} >= {"truncated"}
+
+
+def test_a_corrupt_record_is_skipped_and_reported_the_rest_is_read() -> None:
+    body = log_file(RECORDS, compress=False)
+    marker = json.dumps(RECORDS[10]["eventID"]).encode()
+    broken = body.replace(marker, b'"unterminated \\', 1)
+
+    records, stats = read(broken)
+
+    assert len(records) >= len(RECORDS) - 2 and RECORDS[-1]["eventID"] == records[-1]["eventID"]
+    assert stats.issues[0].kind == "malformed-record"
+
+
+def test_a_record_containing_the_separator_pattern_is_not_split() -> None:
+    nested = [dict(r) for r in RECORDS[:3]]
+    nested[1]["requestParameters"] = {"items": [{"eventVersion": "nested"}]}
+
+    records, stats = read(log_file(nested, compress=False))
+
+    assert records[1]["requestParameters"] == {"items": [{"eventVersion": "nested"}]} and stats.issues == []
+
+
+def test_a_bad_json_line_is_reported_with_its_number() -> None:
+    lines = [json.dumps(r).encode() for r in RECORDS[:3]]
+    lines.insert(1, b"{not json")
+
+    records, stats = read(b"\n".join(lines))
+
+    assert len(records) == 3 and stats.issues[0].detail.startswith("line 2 is not valid JSON")
+
+
+@pytest.mark.parametrize("data, kind", [(b"", "not-cloudtrail"), (b"hello", "not-json"), (b'{"Records":[{"a":1},', "truncated")])
+def test_files_that_are_not_cloudtrail_are_reported(data: bytes, kind: str) -> None:
+    _, stats = read(data)
+
+    assert stats.issues and stats.issues[0].kind == kind
+
+
+def test_an_empty_records_array_is_fine() -> None:
+    records, stats = read(b'{"Records":[]}')
+
+    assert records == [] and stats.issues == []
+
+
+def test_random_garbage_never_raises() -> None:
+    rng = random.Random(3)
+    body = log_file(RECORDS, compress=False)
+    for _ in range(200):
+        cut = bytearray(body)
+        for _ in range(5):
+            cut[rng.randrange(len(cut))] = rng.randrange(256)
+        records, stats = read(bytes(cut))
+        assert len(records) <= len(RECORDS)
