@@ -121,3 +121,25 @@ def test_the_demo_runs_every_step(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "delivered to subscriber: [critical] policy.invalid" in proc.stdout
     assert "(same incident: no second alert)" in proc.stdout
+
+
+def test_a_delivered_log_file_flows_through_eventbridge_and_sqs_to_the_function(running) -> None:
+    """moto delivers the S3 'Object Created' event to the template's rule and queue; `local poll` feeds the function."""
+    from datetime import datetime, timezone
+
+    from stagewarden.trailgen import bulk_download, log_file, log_key
+
+    project, state, _ = running
+    client("iam", state).create_role(RoleName="DataScientistAlice", AssumeRolePolicyDocument="{}")
+    records = bulk_download(role="DataScientistAlice", session="alice@example.com", bucket="acme-lab-data", objects=1200,
+                            start=datetime(2026, 11, 22, 8, tzinfo=timezone.utc), seconds=300, nbytes=100_000)
+    client("s3", state).put_object(Bucket=state.refs["CloudTrailLogBucket"], Key=log_key(datetime(2026, 11, 22, 8, 5), "e2e"),
+                                   Body=log_file(records))
+
+    proc = cli("local", "poll", "ExfiltrationFunction", "-t", str(project), env=state.environ())
+
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout[proc.stdout.index('{\n  "batches"'):])
+    assert summary["messages"] == 1 and summary["failed"] == 0
+    policies = client("iam", state).list_role_policies(RoleName="DataScientistAlice")["PolicyNames"]
+    assert policies == ["StagewardenRevokeOlderSessions"]

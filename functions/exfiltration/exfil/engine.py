@@ -22,6 +22,8 @@ from stage_policy.mapping import stage_for_bucket, stage_for_role
 from stage_policy.model import Policy, Stage
 
 SAMPLE = 10
+_EMPTY: dict[str, Any] = {}
+_MISSING = object()
 _DATA_READS = frozenset({"GetObject"})
 _REVOKING_RULES = frozenset({"exfil.bulk-download", "exfil.outside-vpce", "exfil.presigned-url", "access.prod-human"})
 
@@ -114,9 +116,12 @@ class Decision:
 
 class _Agg:
     __slots__ = ("minutes", "keys", "agents", "ips", "sessions", "buckets", "families", "outside", "outside_ips",
-                 "presigned", "human", "objects", "bytes", "first", "last")
+                 "presigned", "human", "objects", "bytes", "first", "last", "exempt", "last_ua", "last_ip",
+                 "last_bucket", "last_session")
 
-    def __init__(self) -> None:
+    def __init__(self, exempt: bool = False) -> None:
+        self.exempt = exempt
+        self.last_ua = self.last_ip = self.last_bucket = self.last_session = None
         self.minutes: dict[int, list[int]] = {}
         self.keys: list[str] = []
         self.agents: set[str] = set()
@@ -160,10 +165,13 @@ class Detector:
         self._cidrs = tuple(ipaddress.ip_network(c, strict=False) for c in policy.organization.allowed_cidrs)
         self._vpces = frozenset(policy.organization.vpc_endpoint_ids)
         self._service_globs = policy.organization.service_principals
+        self._stage_flags = {name: (st, st.interactive_access == "none", st.download == "denied") for name, st in policy.stages.items()}
         self._reset()
 
     def _reset(self) -> None:
-        self._aggs: dict[tuple[str, str], _Agg] = {}
+        self._aggs_by_stage: dict[str, dict[str, _Agg]] = {}
+        self._identities: dict[str, tuple[str | None, str | None]] = {}
+        self._minute_of: dict[Any, int] = {}
         self._singles: list[tuple[Verdict, dict[str, Any]]] = []
         self.records_seen = 0
 
@@ -179,15 +187,18 @@ class Detector:
 
     # ------------------------------------------------------------------ the hot loop
     def feed(self, records: list[dict[str, Any]]) -> None:
-        stages = self.policy.stages
         self.records_seen += len(records)
         for rec in records:
             name = rec.get("eventName")
             if name in _DATA_READS or (rec.get("eventSource") == "s3.amazonaws.com" and name not in SINGLE_EVENT_NAMES):
                 rp = rec.get("requestParameters")
-                stage_name = self.stage_of_bucket(rp.get("bucketName") if isinstance(rp, dict) else None)
-                if stage_name is not None:
-                    self._data_event(rec, rp, name, stage_name, stages[stage_name])
+                if rp.__class__ is dict:
+                    bucket = rp.get("bucketName")
+                    stage_name = self._bucket_stage.get(bucket, _MISSING)
+                    if stage_name is _MISSING:
+                        stage_name = self.stage_of_bucket(bucket)
+                    if stage_name is not None:
+                        self._data_event(rec, rp, bucket, name, stage_name)
             elif name in SINGLE_EVENT_NAMES:
                 rule = SINGLE_EVENT_RULES.get((rec.get("eventSource"), name))
                 if rule is not None:
@@ -195,39 +206,53 @@ class Detector:
                     if verdict is not None:
                         self._singles.append((verdict, rec))
 
-    def _data_event(self, rec: dict[str, Any], rp: dict[str, Any], name: str, stage_name: str, stage: Stage) -> None:
-        locked = stage.interactive_access == "none"
+    def _data_event(self, rec: dict[str, Any], rp: dict[str, Any], bucket: str, name: str, stage_name: str) -> None:
+        # the hot path: per-record work is a few dict lookups; anything derived from the
+        # identity, the user agent or the address is computed once per distinct value
+        stage, locked, denied = self._stage_flags[stage_name]
         is_read = name in _DATA_READS
-        if not is_read and not locked:
+        if (not is_read and not locked) or "errorCode" in rec:
             return
-        principal, session = principal_of(rec)
-        if principal is None or rec.get("errorCode"):
+        ui = rec.get("userIdentity")
+        arn = ui.get("arn") if ui.__class__ is dict else None
+        ident = self._identities.get(arn) if arn else None
+        if ident is None:
+            ident = principal_of(rec)
+            if arn:
+                self._identities[arn] = ident
+        principal, session = ident
+        if principal is None:
             return
-        key = (principal, stage_name)
-        agg = self._aggs.get(key)
+        by_principal = self._aggs_by_stage.get(stage_name)
+        if by_principal is None:
+            by_principal = self._aggs_by_stage[stage_name] = {}
+        agg = by_principal.get(principal)
         if agg is None:
-            agg = self._aggs[key] = _Agg()
-        minute = event_minute(rec)
+            agg = by_principal[principal] = _Agg(stage.exfiltration.is_exempt(principal))
+        ts = rec.get("eventTime")
+        minute = self._minute_of.get(ts)
+        if minute is None:
+            minute = self._minute_of[ts] = event_minute(rec)
         if minute < agg.first:
             agg.first = minute
         if minute > agg.last:
             agg.last = minute
-        if len(agg.buckets) < SAMPLE:
-            agg.buckets.add(rp.get("bucketName"))
-        ua = rec.get("userAgent") or ""
-        ip = rec.get("sourceIPAddress") or ""
-        if len(agg.agents) < SAMPLE:
-            agg.agents.add(ua)
-        if len(agg.ips) < SAMPLE:
-            agg.ips.add(ip)
-        if session and len(agg.sessions) < SAMPLE:
-            agg.sessions.add(session)
+        if bucket != agg.last_bucket:
+            agg.last_bucket = bucket
+            if len(agg.buckets) < SAMPLE:
+                agg.buckets.add(bucket)
+        if session != agg.last_session:
+            agg.last_session = session
+            if session and len(agg.sessions) < SAMPLE:
+                agg.sessions.add(session)
         if locked and is_human(rec, self._service_globs) and not self.grant_active(principal, rec.get("eventTime", "")):
             agg.human += 1
-        if not is_read or stage.exfiltration.is_exempt(principal):
+        if not is_read or agg.exempt:
             return
-        ad = rec.get("additionalEventData") or {}
-        nbytes = int(ad.get("bytesTransferredOut") or 0)
+        ad = rec.get("additionalEventData") or _EMPTY
+        nbytes = ad.get("bytesTransferredOut") or 0
+        if nbytes.__class__ is not int:
+            nbytes = int(nbytes)
         slot = agg.minutes.get(minute)
         if slot is None:
             agg.minutes[minute] = [1, nbytes]
@@ -237,24 +262,36 @@ class Detector:
         agg.objects += 1
         agg.bytes += nbytes
         if len(agg.keys) < SAMPLE:
-            agg.keys.append(f"{rp.get('bucketName')}/{rp.get('key')}")
-        fam = client_family(ua)
-        if fam not in agg.families:
-            agg.families[fam] = minute
-        if stage.download == "denied":
-            vpce = rec.get("vpcEndpointId")
-            if (not vpce and is_public_ip(ip) and not in_cidrs(ip, self._cidrs)) or (vpce and self._vpces and vpce not in self._vpces):
-                agg.outside += 1
-                if len(agg.outside_ips) < SAMPLE:
-                    agg.outside_ips.add(ip)
-            if ad.get("AuthenticationMethod") == "QueryString":
-                agg.presigned += 1
+            agg.keys.append(f"{bucket}/{rp.get('key')}")
+        ua = rec.get("userAgent") or ""
+        if ua != agg.last_ua:
+            agg.last_ua = ua
+            if len(agg.agents) < SAMPLE:
+                agg.agents.add(ua)
+            fam = client_family(ua)
+            if fam not in agg.families:
+                agg.families[fam] = minute
+        ip = rec.get("sourceIPAddress") or ""
+        if ip != agg.last_ip:
+            agg.last_ip = ip
+            if len(agg.ips) < SAMPLE:
+                agg.ips.add(ip)
+        if not denied:
+            return
+        vpce = rec.get("vpcEndpointId")
+        if (not vpce and is_public_ip(ip) and not in_cidrs(ip, self._cidrs)) or (vpce and self._vpces and vpce not in self._vpces):
+            agg.outside += 1
+            if len(agg.outside_ips) < SAMPLE:
+                agg.outside_ips.add(ip)
+        if ad.get("AuthenticationMethod") == "QueryString":
+            agg.presigned += 1
 
     # ------------------------------------------------------------------ results
     def finish(self, source: str, stats: ReadStats | None = None) -> list[Decision]:
         decisions: list[Decision] = []
-        for (principal, stage_name), agg in self._aggs.items():
-            decisions += self._window_decisions(principal, stage_name, agg, source)
+        for stage_name, by_principal in self._aggs_by_stage.items():
+            for principal, agg in by_principal.items():
+                decisions += self._window_decisions(principal, stage_name, agg, source)
         for verdict, rec in self._singles:
             decisions.append(self._single_decision(verdict, rec, source))
         if stats is not None and stats.issues:
