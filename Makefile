@@ -29,6 +29,7 @@ test: $(VENV)/.installed $(SAM_VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/import_and_load.py
+	$(VENV)/bin/python -W ignore bench/exfil.py
 
 validate: $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam validate --lint

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from exfil.engine import Decision, Detector, MemoryWindowStore
-from exfil.reader import ReadStats, iter_batches
+from exfil.reader import ReadStats, cyclic_gc_paused, iter_batches
 
 from stage_policy.loader import validate_document
 from stage_policy.model import Policy
@@ -43,7 +43,7 @@ def scan(files: list[Path], policy: Policy) -> Iterator[tuple[Path, ReadStats, l
     for path in files:
         stats = ReadStats()
         try:
-            with path.open("rb") as fh:
+            with path.open("rb") as fh, cyclic_gc_paused():
                 for batch in iter_batches(fh, stats):
                     detector.feed(batch)
         except OSError as exc:

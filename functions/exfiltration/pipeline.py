@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from exfil.engine import Decision, Detector
-from exfil.reader import ReadStats, iter_batches
+from exfil.reader import ReadStats, cyclic_gc_paused, iter_batches
 
 from stage_policy.findings import Finding
 from stage_policy.model import Policy
@@ -76,8 +76,9 @@ def handle(event: dict[str, Any], policy: Policy, ports: Ports, log: Any) -> lis
             log.info("log file already processed, skipped", extra={"key": key})
             return []
         stats = ReadStats()
-        for batch in iter_batches(ports.source.open(bucket, key), stats):
-            detector.feed(batch)
+        with cyclic_gc_paused():
+            for batch in iter_batches(ports.source.open(bucket, key), stats):
+                detector.feed(batch)
         decisions = detector.finish(f"s3://{bucket}/{key}", stats)
         findings = [respond(d, ports) for d in decisions]
         for finding in findings:

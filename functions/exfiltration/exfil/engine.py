@@ -117,11 +117,13 @@ class Decision:
 class _Agg:
     __slots__ = ("minutes", "keys", "agents", "ips", "sessions", "buckets", "families", "outside", "outside_ips",
                  "presigned", "human", "objects", "bytes", "first", "last", "exempt", "last_ua", "last_ip",
-                 "last_bucket", "last_session")
+                 "last_bucket", "last_ip_public", "principal")
 
     def __init__(self, exempt: bool = False) -> None:
         self.exempt = exempt
-        self.last_ua = self.last_ip = self.last_bucket = self.last_session = None
+        self.last_ua = self.last_ip = self.last_bucket = None
+        self.last_ip_public: bool | None = None
+        self.principal = ""
         self.minutes: dict[int, list[int]] = {}
         self.keys: list[str] = []
         self.agents: set[str] = set()
@@ -170,7 +172,7 @@ class Detector:
 
     def _reset(self) -> None:
         self._aggs_by_stage: dict[str, dict[str, _Agg]] = {}
-        self._identities: dict[str, tuple[str | None, str | None]] = {}
+        self._agg_by_arn: dict[str, dict[str, _Agg]] = {name: {} for name in self.policy.stages}
         self._minute_of: dict[Any, int] = {}
         self._singles: list[tuple[Verdict, dict[str, Any]]] = []
         self.records_seen = 0
@@ -187,104 +189,118 @@ class Detector:
 
     # ------------------------------------------------------------------ the hot loop
     def feed(self, records: list[dict[str, Any]]) -> None:
+        """The hot loop (every record of every file): inlined on purpose, a few dict lookups per
+        record; anything derived from an identity, a user agent or an address is computed once
+        per distinct value and kept on the principal's aggregate."""
         self.records_seen += len(records)
+        bucket_stage, stage_flags, agg_by_arn, minute_of = self._bucket_stage, self._stage_flags, self._agg_by_arn, self._minute_of
         for rec in records:
             name = rec.get("eventName")
-            if name in _DATA_READS or (rec.get("eventSource") == "s3.amazonaws.com" and name not in SINGLE_EVENT_NAMES):
-                rp = rec.get("requestParameters")
-                if rp.__class__ is dict:
-                    bucket = rp.get("bucketName")
-                    stage_name = self._bucket_stage.get(bucket, _MISSING)
-                    if stage_name is _MISSING:
-                        stage_name = self.stage_of_bucket(bucket)
-                    if stage_name is not None:
-                        self._data_event(rec, rp, bucket, name, stage_name)
-            elif name in SINGLE_EVENT_NAMES:
+            if name in SINGLE_EVENT_NAMES:
                 rule = SINGLE_EVENT_RULES.get((rec.get("eventSource"), name))
                 if rule is not None:
                     verdict = rule(rec, self.policy.organization.account_ids)
                     if verdict is not None:
                         self._singles.append((verdict, rec))
+                continue
+            if name not in _DATA_READS and rec.get("eventSource") != "s3.amazonaws.com":
+                continue
+            rp = rec.get("requestParameters")
+            if rp.__class__ is not dict:
+                continue
+            bucket = rp.get("bucketName")
+            stage_name = bucket_stage.get(bucket, _MISSING)
+            if stage_name is _MISSING:
+                stage_name = self.stage_of_bucket(bucket)
+            if stage_name is None:
+                continue
+            stage, locked, denied = stage_flags[stage_name]
+            is_read = name in _DATA_READS
+            if (not is_read and not locked) or "errorCode" in rec:
+                continue
+            ui = rec.get("userIdentity")
+            arn = ui.get("arn") if ui.__class__ is dict else None
+            by_arn = agg_by_arn[stage_name]
+            agg = by_arn.get(arn) if arn else None
+            if agg is None:
+                agg = self._agg_for(rec, stage_name, stage)
+                if agg is None:
+                    continue
+                if arn:
+                    by_arn[arn] = agg
+            ts = rec.get("eventTime")
+            minute = minute_of.get(ts)
+            if minute is None:
+                minute = minute_of[ts] = event_minute(rec)
+            if minute < agg.first:
+                agg.first = minute
+            if minute > agg.last:
+                agg.last = minute
+            if bucket != agg.last_bucket:
+                agg.last_bucket = bucket
+                if len(agg.buckets) < SAMPLE:
+                    agg.buckets.add(bucket)
+            if locked and is_human(rec, self._service_globs) and not self.grant_active(agg.principal, ts or ""):
+                agg.human += 1
+            if not is_read or agg.exempt:
+                continue
+            ad = rec.get("additionalEventData") or _EMPTY
+            nbytes = ad.get("bytesTransferredOut") or 0
+            if nbytes.__class__ is not int:
+                nbytes = int(nbytes)
+            slot = agg.minutes.get(minute)
+            if slot is None:
+                agg.minutes[minute] = [1, nbytes]
+            else:
+                slot[0] += 1
+                slot[1] += nbytes
+            agg.objects += 1
+            agg.bytes += nbytes
+            if len(agg.keys) < SAMPLE:
+                agg.keys.append(f"{bucket}/{rp.get('key')}")
+            ua = rec.get("userAgent") or ""
+            if ua != agg.last_ua:
+                agg.last_ua = ua
+                if len(agg.agents) < SAMPLE:
+                    agg.agents.add(ua)
+                fam = client_family(ua)
+                if fam not in agg.families:
+                    agg.families[fam] = minute
+            ip = rec.get("sourceIPAddress") or ""
+            if ip != agg.last_ip:
+                agg.last_ip = ip
+                agg.last_ip_public = None  # worked out only if a read arrives without a VPC endpoint
+                if len(agg.ips) < SAMPLE:
+                    agg.ips.add(ip)
+            if not denied:
+                continue
+            vpce = rec.get("vpcEndpointId")
+            if not vpce:
+                if agg.last_ip_public is None:
+                    agg.last_ip_public = is_public_ip(ip) and not in_cidrs(ip, self._cidrs)
+                outside = agg.last_ip_public
+            else:
+                outside = bool(self._vpces) and vpce not in self._vpces
+            if outside:
+                agg.outside += 1
+                if len(agg.outside_ips) < SAMPLE:
+                    agg.outside_ips.add(ip)
+            if ad.get("AuthenticationMethod") == "QueryString":
+                agg.presigned += 1
 
-    def _data_event(self, rec: dict[str, Any], rp: dict[str, Any], bucket: str, name: str, stage_name: str) -> None:
-        # the hot path: per-record work is a few dict lookups; anything derived from the
-        # identity, the user agent or the address is computed once per distinct value
-        stage, locked, denied = self._stage_flags[stage_name]
-        is_read = name in _DATA_READS
-        if (not is_read and not locked) or "errorCode" in rec:
-            return
-        ui = rec.get("userIdentity")
-        arn = ui.get("arn") if ui.__class__ is dict else None
-        ident = self._identities.get(arn) if arn else None
-        if ident is None:
-            ident = principal_of(rec)
-            if arn:
-                self._identities[arn] = ident
-        principal, session = ident
+    def _agg_for(self, rec: dict[str, Any], stage_name: str, stage: Stage) -> _Agg | None:
+        """The aggregate of the record's principal on a stage (several session ARNs share one)."""
+        principal, session = principal_of(rec)
         if principal is None:
-            return
-        by_principal = self._aggs_by_stage.get(stage_name)
-        if by_principal is None:
-            by_principal = self._aggs_by_stage[stage_name] = {}
+            return None
+        by_principal = self._aggs_by_stage.setdefault(stage_name, {})
         agg = by_principal.get(principal)
         if agg is None:
             agg = by_principal[principal] = _Agg(stage.exfiltration.is_exempt(principal))
-        ts = rec.get("eventTime")
-        minute = self._minute_of.get(ts)
-        if minute is None:
-            minute = self._minute_of[ts] = event_minute(rec)
-        if minute < agg.first:
-            agg.first = minute
-        if minute > agg.last:
-            agg.last = minute
-        if bucket != agg.last_bucket:
-            agg.last_bucket = bucket
-            if len(agg.buckets) < SAMPLE:
-                agg.buckets.add(bucket)
-        if session != agg.last_session:
-            agg.last_session = session
-            if session and len(agg.sessions) < SAMPLE:
-                agg.sessions.add(session)
-        if locked and is_human(rec, self._service_globs) and not self.grant_active(principal, rec.get("eventTime", "")):
-            agg.human += 1
-        if not is_read or agg.exempt:
-            return
-        ad = rec.get("additionalEventData") or _EMPTY
-        nbytes = ad.get("bytesTransferredOut") or 0
-        if nbytes.__class__ is not int:
-            nbytes = int(nbytes)
-        slot = agg.minutes.get(minute)
-        if slot is None:
-            agg.minutes[minute] = [1, nbytes]
-        else:
-            slot[0] += 1
-            slot[1] += nbytes
-        agg.objects += 1
-        agg.bytes += nbytes
-        if len(agg.keys) < SAMPLE:
-            agg.keys.append(f"{bucket}/{rp.get('key')}")
-        ua = rec.get("userAgent") or ""
-        if ua != agg.last_ua:
-            agg.last_ua = ua
-            if len(agg.agents) < SAMPLE:
-                agg.agents.add(ua)
-            fam = client_family(ua)
-            if fam not in agg.families:
-                agg.families[fam] = minute
-        ip = rec.get("sourceIPAddress") or ""
-        if ip != agg.last_ip:
-            agg.last_ip = ip
-            if len(agg.ips) < SAMPLE:
-                agg.ips.add(ip)
-        if not denied:
-            return
-        vpce = rec.get("vpcEndpointId")
-        if (not vpce and is_public_ip(ip) and not in_cidrs(ip, self._cidrs)) or (vpce and self._vpces and vpce not in self._vpces):
-            agg.outside += 1
-            if len(agg.outside_ips) < SAMPLE:
-                agg.outside_ips.add(ip)
-        if ad.get("AuthenticationMethod") == "QueryString":
-            agg.presigned += 1
+            agg.principal = principal
+        if session and len(agg.sessions) < SAMPLE:
+            agg.sessions.add(session)
+        return agg
 
     # ------------------------------------------------------------------ results
     def finish(self, source: str, stats: ReadStats | None = None) -> list[Decision]:

@@ -1,0 +1,211 @@
+"""Exfiltration scanner figures (issue #4), all measured in the same run.
+
+Run: make bench  (or: .venv/bin/python bench/exfil.py)
+
+1. Throughput per core: 200 gzip CloudTrail files x 1,000 realistic S3 data-event records,
+   pinned to one core. Floor = gzip decompression + orjson parsing of each whole file;
+   scanner = the stagewarden reader + detection engine (every rule, windows in memory).
+   Rounds alternate floor and scanner; medians are compared. Goal: scanner >= 0.7 x floor.
+2. Peak RSS of `stagewarden scan cloudtrail` on one file of >= 150 MB uncompressed, in a
+   child process (ru_maxrss), next to the floor loading the same file whole. Goal <= 300 MB.
+3. DynamoDB writes per log file in the Lambda path (ExfiltrationFunction invoked from
+   template.yaml under moto), counted through botocore's event hooks, against the distinct
+   (principal, stage) pairs of each file. Goal: writes <= pairs + 1.
+4. The invictus-ir corpus: which expected findings the scanner reports.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+sys.path[:0] = [str(ROOT / "layers" / "stage_policy"), str(ROOT / "functions" / "exfiltration"), str(ROOT)]
+
+from exfil.engine import Detector, MemoryWindowStore  # noqa: E402
+from exfil.reader import ReadStats, cyclic_gc_paused, iter_batches  # noqa: E402
+
+from stagewarden.scan import default_policy, expand, one_per_incident, scan  # noqa: E402
+from stagewarden.trailgen import bulk_download, log_file, workload  # noqa: E402
+
+FILES, PER_FILE = int(os.environ.get("BENCH_FILES", "200")), 1000
+
+
+def corpus_files() -> list[bytes]:
+    folder = OUT / "cloudtrail"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(FILES):
+        path = folder / f"workload-{i:03d}.json.gz"
+        if not path.exists():
+            path.write_bytes(log_file(workload(PER_FILE, seed=1000 + i)))
+        out.append(path.read_bytes())
+    return out
+
+
+def floor(files: list[bytes]) -> tuple[float, int]:
+    start = time.perf_counter()
+    n = sum(len(orjson.loads(gzip.decompress(f))["Records"]) for f in files)
+    return time.perf_counter() - start, n
+
+
+def scanner(files: list[bytes]) -> tuple[float, int]:
+    start = time.perf_counter()
+    detector = Detector(default_policy(), MemoryWindowStore())
+    n = 0
+    for i, data in enumerate(files):
+        stats = ReadStats()
+        with cyclic_gc_paused():  # as the scanner and the function run it
+            for batch in iter_batches(io.BytesIO(data), stats):
+                detector.feed(batch)
+        detector.finish(f"file-{i}", stats)
+        n += stats.records
+    return time.perf_counter() - start, n
+
+
+def throughput() -> dict:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    files = corpus_files()
+    raw = sum(len(gzip.decompress(f)) for f in files)
+    floor(files[:10]), scanner(files[:10])  # warm caches and allocators
+    f_times, s_times = [], []
+    for _ in range(3):
+        t, n = floor(files)
+        f_times.append(t)
+        t, n2 = scanner(files)
+        s_times.append(t)
+        assert n == n2 == FILES * PER_FILE
+    f_rate, s_rate = n / statistics.median(f_times), n / statistics.median(s_times)
+    return {"files": FILES, "records": n, "uncompressed_mb": raw / 1e6, "floor_records_per_s": f_rate,
+            "scanner_records_per_s": s_rate, "ratio": s_rate / f_rate}
+
+
+def peak_rss() -> dict:
+    big = OUT / "big-150mb.json.gz"
+    if not big.exists():
+        records = []
+        for i in range(85):
+            records += workload(1000, seed=5000 + i)
+        big.write_bytes(log_file(records))
+    size = len(gzip.decompress(big.read_bytes()))
+
+    def child_rss(code: str) -> float:
+        """The child's own high-water mark (VmHWM), read by the child as it ends: ru_maxrss would
+        also count the memory of this (forking) parent."""
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path[:3])}
+        wrapped = code + "\nimport re\nprint(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))"
+        proc = subprocess.run([sys.executable, "-c", wrapped, str(big)], env=env, capture_output=True, text=True, check=True)
+        return int(proc.stdout.strip().splitlines()[-1]) / 1024  # KiB -> MiB
+
+    scan_code = ("import sys, contextlib, io\nfrom stagewarden.cli import main\n"
+                 "with contextlib.redirect_stdout(io.StringIO()): main(['scan', 'cloudtrail', sys.argv[1], '--format', 'json'])")
+    floor_code = "import sys, gzip, orjson\nrecords = orjson.loads(gzip.decompress(open(sys.argv[1], 'rb').read()))"
+    bare = child_rss("pass")
+    return {"uncompressed_mb": size / 1e6, "scanner_peak_rss_mb": child_rss(scan_code),
+            "floor_whole_file_peak_rss_mb": child_rss(floor_code), "bare_interpreter_rss_mb": bare}
+
+
+def dynamodb_writes() -> dict:
+    import boto3
+    from moto import mock_aws
+
+    from stagewarden.cfn import load_template, parameter_defaults
+    from stagewarden.emulator import CREDENTIALS, LocalState, Provisioner
+    from stagewarden.invoke import function_spec, invoke
+
+    os.environ.update({**CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "true",
+                       "POWERTOOLS_LOG_LEVEL": "WARNING"})
+    rows = []
+    with mock_aws():
+        template = load_template(ROOT / "template.yaml")
+        state = LocalState(endpoint="", pid=None)
+        state.parameters = parameter_defaults(template, {"LogLevel": "WARNING"})
+        Provisioner(template, state, boto3.client).run()
+        s3 = boto3.client("s3")
+        s3.put_object(Bucket=state.refs["PolicyBucket"], Key="policy.yaml", Body=(ROOT / "policy.example.yaml").read_bytes())
+        spec = function_spec(ROOT / "template.yaml", "ExfiltrationFunction", state)
+        counts = {"n": 0, "state": 0}
+
+        def count(params, **_):
+            counts["n"] += 1
+            pk = ((params.get("Item") or params.get("Key") or {}).get("pk") or {}).get("S", "")
+            if pk.startswith(("exfil#window#", "exfil#file#")):
+                counts["state"] += 1  # windows and the file ledger; the rest is alert dedup and audit
+
+        session = boto3._get_default_session()
+        for op in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"):
+            session.events.register(f"before-call.dynamodb.{op}", count)
+        from stage_policy.loader import load
+
+        policy = load(ROOT / "policy.example.yaml")  # the policy the function runs with
+        for i in range(5):
+            records = workload(PER_FILE, seed=9000 + i)
+            if i == 4:  # one file with an incident: bulk download by one principal
+                records += bulk_download(role="DataScientistMallory", session="m@example.com", bucket="acme-lab-data", objects=1500,
+                                         start=__import__("datetime").datetime(2026, 11, 22, 8, 0, tzinfo=__import__("datetime").timezone.utc),
+                                         seconds=200, nbytes=50_000, vpce="vpce-0a1b2c3d4e5f67890", ip="10.1.1.1")
+            key = f"AWSLogs/123456789012/CloudTrail/us-east-1/2026/11/22/bench-{i}.json.gz"
+            s3.put_object(Bucket=state.refs["CloudTrailLogBucket"], Key=key, Body=log_file(records))
+            event = {"Records": [{"messageId": f"m{i}", "receiptHandle": "r", "eventSource": "aws:sqs", "awsRegion": "us-east-1",
+                                  "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "attributes": {}, "messageAttributes": {},
+                                  "md5OfBody": "", "body": json.dumps({"detail-type": "Object Created", "source": "aws.s3", "detail": {
+                                      "bucket": {"name": state.refs["CloudTrailLogBucket"]}, "object": {"key": key, "etag": f"e{i}"}}})}]}
+            detector = Detector(policy, MemoryWindowStore())
+            detector.feed(records)
+            pairs = len({(p, s) for s, by in detector._aggs_by_stage.items() for p, a in by.items() if a.minutes})
+            before, before_state = counts["n"], counts["state"]
+            result = invoke(spec, event)
+            assert result == {"batchItemFailures": []}, result
+            rows.append({"file": key.rsplit("/", 1)[1], "records": len(records), "pairs": pairs, "writes": counts["n"] - before,
+                         "state_writes": counts["state"] - before_state, "incident": i == 4})
+    return {"files": rows}
+
+
+def corpus() -> dict:
+    folder = ROOT.parent / "shared" / "corpus" / "cloudtrail" / "invictus-ir"
+    found = one_per_incident(d for _, _, ds in scan(expand([str(folder)]), default_policy()) for d in ds)
+    by_rule: dict[str, list[str]] = {}
+    for d in found:
+        f = d.finding
+        label = f.evidence.get("target") or (f.evidence.get("event") or {}).get("name") or f.resource
+        by_rule.setdefault(f.rule, []).append(str(label))
+    return {k: sorted(v) for k, v in sorted(by_rule.items())}
+
+
+def main() -> int:
+    results = {"throughput": throughput(), "peak_rss": peak_rss(), "dynamodb": dynamodb_writes(), "corpus": corpus()}
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "exfil.json").write_text(json.dumps(results, indent=2))
+    t, r, d = results["throughput"], results["peak_rss"], results["dynamodb"]["files"]
+    print(f"exfiltration scanner, python {sys.version.split()[0]}, pinned to one core")
+    print(f"  throughput: {t['files']} gzip files x {PER_FILE} records ({t['uncompressed_mb']:.0f} MB uncompressed)")
+    print(f"    floor (gzip + orjson)   {t['floor_records_per_s']:>10,.0f} records/s")
+    print(f"    stagewarden scanner     {t['scanner_records_per_s']:>10,.0f} records/s   ratio {t['ratio']:.2f} (goal >= 0.70)"
+          f"  {'OK' if t['ratio'] >= 0.7 else 'MISSES'}")
+    print(f"  peak RSS on one {r['uncompressed_mb']:.0f} MB (uncompressed) file: scanner {r['scanner_peak_rss_mb']:.0f} MB "
+          f"(goal <= 300) {'OK' if r['scanner_peak_rss_mb'] <= 300 else 'MISSES'}; loading it whole with orjson "
+          f"{r['floor_whole_file_peak_rss_mb']:.0f} MB; bare interpreter {r['bare_interpreter_rss_mb']:.0f} MB")
+    for row in d:
+        ok = row["state_writes"] <= row["pairs"] + 1
+        extra = row["writes"] - row["state_writes"]
+        print(f"  DynamoDB writes {row['file']} ({row['records']} records): {row['state_writes']} window + ledger writes for "
+              f"{row['pairs']} (principal, stage) pairs  {'OK' if ok else 'MISSES'} (goal <= pairs + 1)"
+              + (f"; plus {extra} for the incident (alert dedup, audit of the containment)" if extra else ""))
+    print("  invictus-ir corpus findings:")
+    for rule, labels in results["corpus"].items():
+        print(f"    {rule}: {', '.join(labels)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
