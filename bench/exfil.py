@@ -136,7 +136,7 @@ def dynamodb_writes() -> dict:
         spec = function_spec(ROOT / "template.yaml", "ExfiltrationFunction", state)
         counts = {"n": 0, "state": 0}
 
-        def count(params, **_):
+        def count(params, **_):  # provide-client-params: the API parameters as the caller gave them
             counts["n"] += 1
             pk = ((params.get("Item") or params.get("Key") or {}).get("pk") or {}).get("S", "")
             if pk.startswith(("exfil#window#", "exfil#file#")):
@@ -144,7 +144,7 @@ def dynamodb_writes() -> dict:
 
         session = boto3._get_default_session()
         for op in ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"):
-            session.events.register(f"before-call.dynamodb.{op}", count)
+            session.events.register(f"provide-client-params.dynamodb.{op}", count)
         from stage_policy.loader import load
 
         policy = load(ROOT / "policy.example.yaml")  # the policy the function runs with

@@ -121,6 +121,10 @@ def test_the_demo_runs_every_step(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "delivered to subscriber: [critical] policy.invalid" in proc.stdout
     assert "(same incident: no second alert)" in proc.stdout
+    assert "alert [high] exfil.bulk-download stage=prod-discovery" in proc.stdout
+    assert "role DataScientistAlice now has inline policy StagewardenRevokeOlderSessions" in proc.stdout
+    assert "alert [high] exfil.bucket-policy-external" in proc.stdout
+    assert "bucket policy of acme-lab-data now: (no bucket policy)" in proc.stdout
 
 
 def test_a_delivered_log_file_flows_through_eventbridge_and_sqs_to_the_function(running) -> None:
