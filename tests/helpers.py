@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The real CloudTrail records (MIT) beside the project: ../shared/corpus/... (STAGEWARDEN_CORPUS overrides)
+CORPUS = Path(os.environ.get("STAGEWARDEN_CORPUS", ROOT.parent / "shared" / "corpus" / "cloudtrail" / "invictus-ir"))
 
 
 def seed_policy_in_process(state, path: Path) -> str:

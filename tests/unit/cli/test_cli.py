@@ -7,7 +7,7 @@ import json
 import pytest
 
 from stagewarden.cli import main
-from tests.helpers import ROOT
+from tests.helpers import CORPUS, ROOT
 
 
 def test_policy_validate_accepts_the_example(capsys, example_policy_path) -> None:
@@ -99,7 +99,6 @@ def test_unknown_subcommand_is_a_usage_error() -> None:
 
 
 # ------------------------------------------------------------------ scan cloudtrail
-CORPUS = ROOT.parent / "shared" / "corpus" / "cloudtrail" / "invictus-ir"
 
 
 def test_scan_prints_one_json_finding_per_line(capsys) -> None:

@@ -13,9 +13,7 @@ from exfil.reader import ReadStats, iter_batches
 from stage_policy.loader import loads
 from stagewarden.scan import default_policy, expand, one_per_incident, scan
 from stagewarden.trailgen import CLI_UA, bulk_download, data_event, log_file, workload
-from tests.helpers import ROOT
-
-CORPUS = ROOT.parent / "shared" / "corpus" / "cloudtrail" / "invictus-ir"
+from tests.helpers import CORPUS
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 POLICY = loads("""
 framework: three-stage
