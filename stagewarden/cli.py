@@ -207,6 +207,66 @@ def cmd_local_poll(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _contract(args: argparse.Namespace):
+    policy = load(args.policy)
+    try:
+        return policy.contract(args.contract)
+    except KeyError as exc:
+        raise PolicyError(args.policy, [("contracts", str(exc.args[0]))]) from None
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    from gate.engine import TooLarge
+    from gate.readers import ReadError
+    from gate.run import validate
+
+    try:
+        contract = _contract(args)
+        baseline = None
+        if contract.drift is not None and args.baseline:
+            baseline = json.loads(Path(args.baseline).read_text())
+        with open(args.file, "rb") as fh:
+            report, _ = validate(fh, args.file, contract, baseline)
+    except PolicyError as exc:
+        print("\n".join(exc.lines()), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (OSError, ReadError, ValueError) as exc:
+        return _err(f"{exc}" if not isinstance(exc, OSError) else f"{args.file}: cannot read ({exc.strerror or exc})")
+    except TooLarge as exc:
+        return _err(f"{args.file}: {exc}; the gate reports data.too-large for such objects")
+    if args.format == "json":
+        print(json.dumps(report))
+    else:
+        print(f"{args.file}: contract {report['contract']}: {'PASSED' if report['passed'] else 'FAILED'} ({report['rows']} rows)")
+        for c in report["checks"]:
+            if c["failed_rows"]:
+                rows = ", ".join(map(str, c["sample_row_numbers"][:10]))
+                print(f"  {c['check']:<15} {str(c['column'] or '-'):<16} {c['failed_rows']:>10} failed rows   e.g. rows {rows}")
+        for col, d in report["drift"].items():
+            print(f"  drift {col}: psi {d['score']:.4f} (threshold {d['threshold']})")
+    return EXIT_OK if report["passed"] else EXIT_FINDINGS
+
+
+def cmd_data_profile(args: argparse.Namespace) -> int:
+    from gate.engine import profile
+    from gate.readers import ReadError, batches
+
+    try:
+        contract = _contract(args)
+        with open(args.file, "rb") as fh:
+            result = profile(contract, batches(fh, args.file, contract, lambda rows: None))
+    except PolicyError as exc:
+        print("\n".join(exc.lines()), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ReadError, ValueError) as exc:
+        return _err(str(exc))
+    except OSError as exc:
+        return _err(f"{args.file}: cannot read ({exc.strerror or exc})")
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}: {result['rows']} rows, columns {', '.join(result['columns'])}")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from stagewarden.demo import run
 
@@ -261,6 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["json", "table"], default="json")
     p.add_argument("--fail-on", choices=["low", "medium", "high", "critical"], help="exit 1 if a finding is at least this severe")
     p.set_defaults(func=cmd_scan_cloudtrail)
+
+    data = sub.add_parser("data", help="the schema gate on local files").add_subparsers(dest="action", required=True)
+    p = data.add_parser("validate", help="check a CSV / JSON Lines / Parquet file against a contract (exit 0 pass, 1 fail, 2 bad input)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--contract", required=True)
+    p.add_argument("--policy", required=True)
+    p.add_argument("--baseline", help="drift profile from `data profile` (default: none, drift not checked)")
+    p.add_argument("--format", choices=["json", "table"], default="json")
+    p.set_defaults(func=cmd_data_validate)
+    p = data.add_parser("profile", help="build a drift baseline (decile edges, category frequencies)")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--contract", required=True)
+    p.add_argument("--policy", required=True)
+    p.add_argument("--out", required=True, metavar="PROFILE")
+    p.set_defaults(func=cmd_data_profile)
 
     p = with_template(sub.add_parser("demo", help="every guardrail end to end on a fresh local emulator"))
     p.add_argument("--policy", default="policy.example.yaml")

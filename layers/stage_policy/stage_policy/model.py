@@ -124,8 +124,8 @@ class Column(_Model):
     name: str = Field(min_length=1, max_length=256)
     type: ColumnType
     required: bool = True
-    min: float | None = None
-    max: float | None = None
+    min: float | str | None = None  # numbers; ISO-8601 text for timestamp and date columns
+    max: float | str | None = None
     regex: str | None = None
     enum: tuple[str, ...] | None = None
     min_length: int | None = Field(default=None, ge=0)
@@ -299,8 +299,14 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
         for j, col in enumerate(contract.columns):
             if names.index(col.name) != j:
                 problems.append((f"{base}.columns[{j}].name", f"duplicate column {col.name!r}"))
-            if col.min is not None and col.max is not None and col.min > col.max:
+            if col.min is not None and col.max is not None and type(col.min) is type(col.max) and col.min > col.max:
                 problems.append((f"{base}.columns[{j}].min", f"min {col.min} is greater than max {col.max}"))
+            for bound in ("min", "max"):
+                value = getattr(col, bound)
+                if isinstance(value, str) and col.type not in ("timestamp", "date"):
+                    problems.append((f"{base}.columns[{j}].{bound}", f"a text bound needs a timestamp or date column, not {col.type}"))
+                elif isinstance(value, str) and not _iso(value):
+                    problems.append((f"{base}.columns[{j}].{bound}", f"{value!r} is not an ISO-8601 date or time"))
             if col.min_length is not None and col.max_length is not None and col.min_length > col.max_length:
                 problems.append((f"{base}.columns[{j}].min_length", "min_length is greater than max_length"))
             if col.enum is not None and not col.enum:
@@ -319,6 +325,16 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
         ):
             problems.append((f"{base}.validated_prefix", "must not overlap the contract's prefix (promoted copies would be re-validated)"))
     return problems
+
+
+def _iso(value: str) -> bool:
+    from datetime import datetime
+
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
 
 
 def _unknown(stage: str, known: set[str]) -> str:

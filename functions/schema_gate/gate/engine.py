@@ -1,0 +1,394 @@
+"""The schema gate engine: a dataset contract checked over streamed Arrow record batches.
+
+Every check is a whole-array pyarrow.compute kernel per batch; nothing runs per row in
+Python. What must span the file (unique keys, duplicate rows) is kept as one 64-bit hash
+per row (8 bytes) and resolved at the end partition by partition; drift keeps bin counts.
+A value of the wrong type is a row-level ``type`` failure, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gate.hashing import combine, repeats, value_hash
+from stage_policy.model import Column, Contract
+
+SAMPLES = 20
+CHECKS = ("columns", "type", "required", "range", "regex", "enum", "length", "unique", "duplicate_rows", "null_fraction", "drift")
+_INT = r"^\s*[+-]?\d{1,18}\s*$"
+_FLOAT = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+_TRUE = ["true", "t", "1", "yes", "y"]
+_BOOL = _TRUE + ["false", "f", "0", "no", "n"]
+_TS_FORMATS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%d")
+_TS = pa.timestamp("ms")  # one unit for every source: CSV seconds, Parquet ms/us/ns
+
+
+class TooLarge(Exception):
+    def __init__(self, rows: int, limit: int):
+        super().__init__(f"more than {limit} rows (max_rows)")
+        self.rows, self.limit = rows, limit
+
+
+@dataclass
+class CheckResult:
+    check: str
+    column: str | None
+    failed_rows: int = 0
+    samples: list[int] = field(default_factory=list)
+    values: list[str] = field(default_factory=list)
+
+    def add(self, mask: pa.Array, base: int, raw: pa.Array | None = None) -> None:
+        """Count the True rows of ``mask`` (a batch starting at data row ``base``), keep the first samples."""
+        if mask.null_count:
+            mask = mask.fill_null(False)
+        n = pc.sum(mask).as_py() or 0
+        if not n:
+            return
+        self.failed_rows += n
+        room = SAMPLES - len(self.samples)
+        if room > 0:
+            idx = pc.indices_nonzero(mask).slice(0, room)
+            self.samples += [base + i + 1 for i in idx.to_pylist()]
+            if raw is not None:
+                self.values += [redact(v) for v in pc.take(raw, idx).to_pylist()]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "column": self.column, "failed_rows": self.failed_rows, "sample_row_numbers": self.samples}
+
+
+def redact(value: Any) -> str:
+    """Enough to recognise a failing value, not enough to leak it."""
+    if value is None:
+        return "<null>"
+    text = str(value)
+    if len(text) <= 2:
+        return "*" * len(text) + f" ({len(text)} chars)"
+    return f"{text[0]}{'*' * min(len(text) - 2, 8)}{text[-1]} ({len(text)} chars)"
+
+
+def _ts_bound(value: Any) -> pa.Scalar | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return pa.scalar(int(value * 1000), _TS)
+    dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    return pa.scalar(dt, _TS)
+
+
+def _date_bound(value: Any) -> pa.Scalar | None:
+    return None if value is None else pa.scalar(date.fromisoformat(str(value)), pa.date32())
+
+
+class ColumnState:
+    """Everything accumulated for one contract column."""
+
+    def __init__(self, col: Column):
+        self.col = col
+        self.nulls = CheckResult("null_fraction", col.name)
+        self.results = {name: CheckResult(name, col.name) for name in ("type", "required", "range", "regex", "enum", "length")}
+        if col.type == "timestamp":
+            self.lo, self.hi = _ts_bound(col.min), _ts_bound(col.max)
+        elif col.type == "date":
+            self.lo, self.hi = _date_bound(col.min), _date_bound(col.max)
+        else:
+            self.lo = None if col.min is None else pa.scalar(float(col.min))
+            self.hi = None if col.max is None else pa.scalar(float(col.max))
+        self.enum = pa.array(list(col.enum), pa.string()) if col.enum is not None else None
+
+
+def parse(raw: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
+    """(typed values, ok mask): ok is False where a non-null value is not a valid ``kind``."""
+    t = raw.type
+    if kind == "string":
+        if pa.types.is_string(t) or pa.types.is_large_string(t):
+            return raw, pa.repeat(True, len(raw))
+        return pc.cast(raw, pa.string()), pa.repeat(True, len(raw))
+    if kind == "int" and pa.types.is_integer(t):
+        return pc.cast(raw, pa.int64()), pa.repeat(True, len(raw))
+    if kind == "float" and (pa.types.is_floating(t) or pa.types.is_integer(t)):
+        return pc.cast(raw, pa.float64()), pa.repeat(True, len(raw))
+    if kind == "bool" and pa.types.is_boolean(t):
+        return raw, pa.repeat(True, len(raw))
+    if kind == "timestamp" and pa.types.is_timestamp(t):
+        return pc.cast(raw.cast(pa.timestamp(t.unit)), _TS), pa.repeat(True, len(raw))  # tz dropped, unit normalised
+    if kind == "date" and pa.types.is_date(t):
+        return pc.cast(raw, pa.date32()), pa.repeat(True, len(raw))
+    text = raw if pa.types.is_string(t) else pc.cast(raw, pa.string())
+    if kind == "int":
+        ok = pc.match_substring_regex(text, _INT)
+        values = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, text, pa.scalar(None, pa.string()))), pa.int64())
+    elif kind == "float":
+        ok = pc.match_substring_regex(text, _FLOAT)
+        values = pc.cast(pc.utf8_trim_whitespace(pc.if_else(ok, text, pa.scalar(None, pa.string()))), pa.float64())
+    elif kind == "bool":
+        lower = pc.utf8_lower(pc.utf8_trim_whitespace(text))
+        ok = pc.is_in(lower, value_set=pa.array(_BOOL))
+        values = pc.is_in(lower, value_set=pa.array(_TRUE))
+    elif kind in ("timestamp", "date"):
+        values = None
+        for fmt in _TS_FORMATS:
+            attempt = pc.strptime(text, format=fmt, unit="ms", error_is_null=True)
+            values = attempt if values is None else pc.coalesce(values, attempt)
+            if values.null_count == text.null_count:
+                break
+        if kind == "date":
+            values = pc.cast(values, pa.date32())
+        ok = pc.or_(pc.is_valid(values), pc.is_null(text))
+    else:  # pragma: no cover - the model allows nothing else
+        raise ValueError(kind)
+    return values, ok.fill_null(True)
+
+
+class Validator:
+    """Feed record batches in file order; ``report()`` gives the contract's JSON report."""
+
+    def __init__(self, contract: Contract, baseline: dict[str, Any] | None = None):
+        self.contract = contract
+        self.columns = {c.name: ColumnState(c) for c in contract.columns}
+        self.rows = 0
+        self.started = time.perf_counter()
+        self.column_check = CheckResult("columns", None)
+        self.column_problems: list[str] = []
+        self.header: list[str] | None = None
+        self.unique = CheckResult("unique", ",".join(contract.unique_key) or None)
+        self.dups = CheckResult("duplicate_rows", None)
+        self._key_hashes: list[pa.Array] = []
+        self._row_hashes: list[pa.Array] = []
+        self.baseline = baseline
+        self.bins: dict[str, dict[Any, int]] = {}
+        self.drift_scores: dict[str, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ per batch
+    def invalid_rows(self, numbers: list[int]) -> None:
+        """Rows the reader could not split into the header's columns (wrong field count)."""
+        self.column_check.failed_rows += len(numbers)
+        self.rows += len(numbers)  # they are data rows; later rows keep their numbers
+        room = SAMPLES - len(self.column_check.samples)
+        self.column_check.samples += numbers[:max(room, 0)]
+
+    def feed(self, batch: pa.RecordBatch) -> None:
+        names = batch.schema.names
+        if self.header is None:
+            self._check_header(names)
+        base = self.rows
+        n = batch.num_rows
+        self.rows += n
+        if self.rows > self.contract.max_rows:
+            raise TooLarge(self.rows, self.contract.max_rows)
+        if n == 0:
+            return
+        hashes: list[pa.Array] = []
+        typed: dict[str, pa.Array] = {}
+        for name, state in self.columns.items():
+            if name not in names:
+                continue
+            raw = batch.column(name)
+            typed[name] = self._check_column(state, raw, base)
+        if self.contract.unique_key and all(k in names for k in self.contract.unique_key):
+            self._key_hashes.append(combine([value_hash(typed.get(k, batch.column(k))) for k in self.contract.unique_key]))
+        if self.contract.duplicate_rows == "forbid":
+            for name in names:
+                hashes.append(value_hash(batch.column(name)))
+            self._row_hashes.append(combine(hashes))
+        if self.contract.drift is not None:
+            for name in self.contract.drift.columns:
+                if name in typed:
+                    self._bin(name, typed[name])
+
+    def _check_header(self, names: list[str]) -> None:
+        self.header = list(names)
+        expected = [c.name for c in self.contract.columns]
+        missing = [c for c in expected if c not in names]
+        extra = [c for c in names if c not in expected] if self.contract.exact_columns else []
+        if missing:
+            self.column_problems.append(f"missing columns: {', '.join(missing)}")
+        if extra:
+            self.column_problems.append(f"unexpected columns: {', '.join(extra)}")
+
+    def _check_column(self, state: ColumnState, raw: pa.Array, base: int) -> pa.Array:
+        if isinstance(raw, pa.ChunkedArray):
+            raw = raw.combine_chunks()
+        col, res = state.col, state.results
+        if pa.types.is_string(raw.type) and raw.null_count < len(raw):
+            raw = pc.if_else(pc.equal(pc.utf8_length(raw), 0), pa.scalar(None, pa.string()), raw)  # "" is a null
+        null = pc.is_null(raw)
+        if raw.null_count:
+            state.nulls.add(null, base)
+            if col.required:
+                res["required"].add(null, base)
+        values, ok = parse(raw, col.type)
+        bad_type = pc.and_(pc.invert(ok), pc.is_valid(raw))
+        res["type"].add(bad_type, base, raw)
+        good = pc.and_(ok, pc.is_valid(values))
+        if state.lo is not None or state.hi is not None:
+            out = None
+            if state.lo is not None:
+                out = pc.less(values, state.lo)
+            if state.hi is not None:
+                above = pc.greater(values, state.hi)
+                out = above if out is None else pc.or_(out, above)
+            res["range"].add(pc.and_(good, out.fill_null(False)), base, raw)
+        if col.regex is not None:
+            res["regex"].add(pc.and_(good, pc.invert(pc.match_substring_regex(values, col.regex))), base, raw)
+        if state.enum is not None:
+            res["enum"].add(pc.and_(good, pc.invert(pc.is_in(values, value_set=state.enum))), base, raw)
+        if col.min_length is not None or col.max_length is not None:
+            length = pc.utf8_length(values if pa.types.is_string(values.type) else pc.cast(values, pa.string()))
+            out = pa.repeat(False, len(raw))
+            if col.min_length is not None:
+                out = pc.or_(out, pc.less(length, col.min_length))
+            if col.max_length is not None:
+                out = pc.or_(out, pc.greater(length, col.max_length))
+            res["length"].add(pc.and_(good, out.fill_null(False)), base, raw)
+        return pc.if_else(good, values, pa.scalar(None, values.type))
+
+    def _bin(self, name: str, values: pa.Array) -> None:
+        spec = (self.baseline or {}).get("columns", {}).get(name)
+        counts = self.bins.setdefault(name, {})
+        valid = pc.drop_null(values)
+        if spec and spec.get("kind") == "numeric":
+            edges = spec["edges"]
+            idx = None
+            floats = pc.cast(valid, pa.float64())
+            for edge in edges:
+                step = pc.cast(pc.greater_equal(floats, edge), pa.int8())
+                idx = step if idx is None else pc.add(idx, step)
+            if idx is None:
+                return
+            vc = pc.value_counts(idx)
+        else:
+            vc = pc.value_counts(pc.cast(valid, pa.string()))
+        for item in vc.to_pylist():
+            counts[item["values"]] = counts.get(item["values"], 0) + item["counts"]
+
+    # ------------------------------------------------------------------ the report
+    def report(self) -> dict[str, Any]:
+        rows = self.rows
+        checks: list[CheckResult] = [self.column_check]
+        if self.column_problems:
+            # a missing or unexpected column fails the whole file, every row of it
+            self.column_check.failed_rows += rows if rows else 1
+            self.column_check.samples = (self.column_check.samples + list(range(1, min(rows, SAMPLES) + 1)))[:SAMPLES]
+        for state in self.columns.values():
+            checks += list(state.results.values())
+        if self.contract.unique_key:
+            self._resolve(self._key_hashes, self.unique)
+            self._key_hashes = []
+            checks.append(self.unique)
+        if self.contract.duplicate_rows == "forbid":
+            self._resolve(self._row_hashes, self.dups)
+            self._row_hashes = []
+            checks.append(self.dups)
+        for state in self.columns.values():
+            frac = state.nulls.failed_rows / rows if rows else 0.0
+            result = CheckResult("null_fraction", state.col.name)
+            if frac > self.contract.max_null_fraction:
+                result.failed_rows, result.samples = state.nulls.failed_rows, state.nulls.samples
+            checks.append(result)
+        drift = self._drift()
+        for name, d in drift.items():
+            checks.append(CheckResult("drift", name, 0 if d["score"] <= d["threshold"] else rows))
+        passed = all(c.failed_rows == 0 for c in checks)
+        return {
+            "contract": self.contract.name,
+            "passed": passed,
+            "rows": rows,
+            "checks": [c.as_dict() for c in checks],
+            "duplicate_rows": self.dups.failed_rows,
+            "drift": drift,
+            "column_problems": self.column_problems,
+            "duration_seconds": round(time.perf_counter() - self.started, 3),
+        }
+
+    def samples_with_values(self) -> dict[str, list[dict[str, Any]]]:
+        """Failing rows with redacted values, per check and column (for the S3 report)."""
+        out = {}
+        for state in self.columns.values():
+            for r in state.results.values():
+                if r.failed_rows:
+                    out[f"{r.check}:{r.column}"] = [{"row": n, "value": v} for n, v in zip(r.samples, r.values)]
+        return out
+
+    @staticmethod
+    def _resolve(chunks: list[pa.Array], result: CheckResult) -> None:
+        if not chunks:
+            return
+        hashes = pa.concat_arrays(chunks)
+        chunks.clear()
+        later = repeats(hashes)
+        result.failed_rows = len(later)
+        result.samples = [i + 1 for i in later.slice(0, SAMPLES).to_pylist()]
+
+    def _drift(self) -> dict[str, dict[str, Any]]:
+        drift = self.contract.drift
+        if drift is None or not self.baseline:
+            return {}
+        out = {}
+        for name in drift.columns:
+            spec = self.baseline.get("columns", {}).get(name)
+            counts = self.bins.get(name, {})
+            total = sum(counts.values())
+            if not spec or not total:
+                continue
+            if spec["kind"] == "numeric":
+                expected = spec["fractions"]
+                actual = [counts.get(i, 0) / total for i in range(len(expected))]
+            else:
+                cats = sorted(set(spec["fractions"]) | set(counts))
+                expected = [spec["fractions"].get(c, 0.0) for c in cats]
+                actual = [counts.get(c, 0) / total for c in cats]
+            out[name] = {"metric": "psi", "score": round(psi(expected, actual), 6), "threshold": drift.threshold}
+        return out
+
+
+def psi(expected: list[float], actual: list[float], eps: float = 1e-4) -> float:
+    """Population stability index: sum((a - e) * ln(a / e)), empty bins floored at ``eps``."""
+    total = 0.0
+    for e, a in zip(expected, actual):
+        e, a = max(e, eps), max(a, eps)
+        total += (a - e) * math.log(a / e)
+    return total
+
+
+def profile(contract: Contract, batches: Iterable[pa.RecordBatch]) -> dict[str, Any]:
+    """The drift baseline: decile edges and bin fractions (numeric), category frequencies (other)."""
+    if contract.drift is None:
+        raise ValueError(f"contract {contract.name!r} declares no drift columns")
+    cols = {c.name: c for c in contract.columns}
+    values: dict[str, list[pa.Array]] = {name: [] for name in contract.drift.columns}
+    rows = 0
+    for batch in batches:
+        rows += batch.num_rows
+        for name in contract.drift.columns:
+            if name in batch.schema.names:
+                typed, ok = parse(batch.column(name).combine_chunks() if isinstance(batch.column(name), pa.ChunkedArray)
+                                  else batch.column(name), cols[name].type)
+                values[name].append(pc.drop_null(pc.if_else(ok, typed, pa.scalar(None, typed.type))))
+    out: dict[str, Any] = {"contract": contract.name, "contract_version": contract.version, "rows": rows, "columns": {}}
+    for name, parts in values.items():
+        arr = pa.concat_arrays(parts) if parts else pa.array([])
+        if cols[name].type in ("int", "float") and len(arr):
+            floats = pc.cast(arr, pa.float64())
+            qs = pc.quantile(floats, q=[i / contract.drift.bins for i in range(1, contract.drift.bins)]).to_pylist()
+            edges = sorted(set(qs))
+            idx = None
+            for edge in edges:
+                step = pc.cast(pc.greater_equal(floats, edge), pa.int8())
+                idx = step if idx is None else pc.add(idx, step)
+            counts = {i["values"]: i["counts"] for i in pc.value_counts(idx).to_pylist()} if idx is not None else {0: len(arr)}
+            out["columns"][name] = {"kind": "numeric", "edges": edges,
+                                    "fractions": [counts.get(i, 0) / len(arr) for i in range(len(edges) + 1)]}
+        else:
+            vc = pc.value_counts(pc.cast(arr, pa.string())).to_pylist() if len(arr) else []
+            total = sum(i["counts"] for i in vc) or 1
+            out["columns"][name] = {"kind": "categorical", "fractions": {i["values"]: i["counts"] / total for i in vc}}
+    return out

@@ -1,0 +1,138 @@
+"""Vectorised 64-bit hashes of Arrow arrays, for unique-key and duplicate-row checks in bounded memory.
+
+Arrow's compute library has no row hash. Strings are hashed with a position-weighted
+polynomial computed by whole-array kernels (no Python per row): the string array's data
+buffer is viewed as bytes, each byte weighted by W**i (i its offset in the buffer),
+summed with a wrapping cumulative sum, and each row's slice sum is shifted back to its own
+start by the inverse power. Numbers hash by their 64-bit pattern. Rows combine column
+hashes by multiply-and-add, all modulo 2**64. Collisions are ~2**-64 per pair.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_MOD = 1 << 64
+_W = 0x100000001B3  # odd, so invertible modulo 2**64
+_W_INV = pow(_W, -1, _MOD)
+_K = 0x9E3779B97F4A7C15
+_NULL = 0x5BD1E9955BD1E995
+_CHUNK = 1 << 20  # bytes hashed per pass: keeps the power tables at 8 MiB each
+
+_U64 = pa.uint64()
+_powers: dict[int, tuple[pa.Array, pa.Array]] = {}
+
+
+def _power_tables(n: int) -> tuple[pa.Array, pa.Array]:
+    """W**i and W**-i for i in [0, n], built once per process with cumulative products."""
+    size = max(n, _CHUNK) + 1
+    cached = _powers.get(size)
+    if cached is None:
+        ones = pa.array([1], _U64)
+        fwd = pa.concat_arrays([ones, pc.cumulative_prod(pa.repeat(pa.scalar(_W, _U64), size - 1))])
+        inv = pa.concat_arrays([ones, pc.cumulative_prod(pa.repeat(pa.scalar(_W_INV, _U64), size - 1))])
+        _powers.clear()
+        _powers[size] = cached = (fwd, inv)
+    return cached
+
+
+def _u64(value: int) -> pa.Scalar:
+    return pa.scalar(value % _MOD, _U64)
+
+
+def string_hash(arr: pa.Array) -> pa.Array:
+    """uint64 hash per string (nulls hash to a constant)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not (pa.types.is_string(arr.type) or pa.types.is_binary(arr.type)):
+        arr = pc.cast(arr, pa.string())
+    if pa.types.is_large_string(arr.type):
+        arr = pc.cast(arr, pa.string())
+    n = len(arr)
+    if n == 0:
+        return pa.array([], _U64)
+    offsets = pa.Array.from_buffers(pa.int32(), n + 1, [None, arr.buffers()[1]], offset=arr.offset).cast(pa.int64())
+    first, last = offsets[0].as_py(), offsets[n].as_py()
+    if last - first > _CHUNK:  # hash in slices of at most _CHUNK bytes (a single longer string gets its own slice)
+        parts, start = [], 0
+        while start < n:
+            stop = start + 1
+            base = offsets[start].as_py()
+            while stop < n and offsets[stop + 1].as_py() - base <= _CHUNK:
+                stop += 1
+            parts.append(string_hash(arr.slice(start, stop - start)))
+            start = stop
+        return pa.concat_arrays(parts)
+    lengths = pc.subtract(offsets.slice(1), offsets.slice(0, n))
+    m = last - first
+    if m == 0:
+        out = pc.cast(lengths, _U64)
+    else:
+        fwd, inv = _power_tables(m)
+        data = pa.Array.from_buffers(pa.uint8(), m, [None, arr.buffers()[2]], offset=first)
+        terms = pc.multiply(pc.add(pc.cast(data, _U64), _u64(1)), fwd.slice(1, m))
+        sums = pa.concat_arrays([pa.array([0], _U64), pc.cumulative_sum(terms)])
+        rel_start = pc.subtract(offsets.slice(0, n), first)
+        rel_end = pc.subtract(offsets.slice(1), first)
+        span = pc.subtract(pc.take(sums, rel_end), pc.take(sums, rel_start))
+        out = pc.add(pc.multiply(pc.multiply(span, pc.take(inv, rel_start)), _u64(_K)), pc.cast(lengths, _U64))
+    if arr.null_count:
+        out = pc.if_else(pc.is_valid(arr), out, _u64(_NULL))
+    return out
+
+
+def value_hash(arr: pa.Array) -> pa.Array:
+    """uint64 hash of a column: numbers and times by their bits, text by :func:`string_hash`."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    t = arr.type
+    if pa.types.is_floating(t):
+        arr = pc.cast(arr, pa.float64())
+        arr = pc.if_else(pc.equal(arr, 0.0), pa.scalar(0.0), arr)  # -0.0 == 0.0
+        bits = pc.cast(arr.fill_null(0.0).view(pa.int64()), _U64, safe=False)
+    elif pa.types.is_integer(t) or pa.types.is_temporal(t) or pa.types.is_boolean(t):
+        bits = pc.cast(pc.cast(arr, pa.int64(), safe=False).fill_null(0), _U64, safe=False)
+    else:
+        return string_hash(arr)
+    bits = pc.multiply(pc.add(bits, _u64(0x632BE59BD9B4E019)), _u64(_K))
+    if arr.null_count:
+        bits = pc.if_else(pc.is_valid(arr), bits, _u64(_NULL))
+    return bits
+
+
+def combine(hashes: list[pa.Array]) -> pa.Array:
+    """One uint64 per row from per-column hashes (order matters)."""
+    out = hashes[0]
+    for h in hashes[1:]:
+        out = pc.add(pc.multiply(out, _u64(_W)), h)
+    return out
+
+
+def repeats(hashes: pa.Array, partitions: int = 16) -> pa.Array:
+    """Positions (ascending) of the rows whose hash equals an earlier row's.
+
+    Works one hash partition at a time (duplicates share a partition), so the extra
+    memory is about 32 bytes per row of one partition, not of the whole file.
+    """
+    if len(hashes) < 2:
+        return pa.array([], pa.uint64())
+    shift = _u64(64 - (partitions - 1).bit_length())
+    part_of = pc.shift_right(hashes, shift)
+    found = []
+    for p in range(partitions):
+        pos = pc.indices_nonzero(pc.equal(part_of, _u64(p)))
+        if len(pos) < 2:
+            continue
+        vals = pc.take(hashes, pos)
+        order = pc.sort_indices(vals)  # stable: equal hashes keep file order
+        ordered = pc.take(vals, order)
+        same = pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
+        if not pc.any(same).as_py():
+            continue
+        later = pc.filter(order.slice(1), same)
+        found.append(pc.take(pos, later))
+    if not found:
+        return pa.array([], pa.uint64())
+    all_found = pa.concat_arrays(found)
+    return pc.take(all_found, pc.sort_indices(all_found))
