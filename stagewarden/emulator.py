@@ -305,6 +305,8 @@ class Provisioner:
     def _serverless_function(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
         name = p.get("FunctionName") or self._name(logical)
         self.ctx.attrs[(logical, "Arn")] = self._arn("lambda", f"function:{name}")
+        # the execution role SAM generates for it (not created locally; handlers may name it, e.g. in policies)
+        self.ctx.attrs[(f"{logical}Role", "Arn")] = f"arn:aws:iam::{self.state.account_id}:role/{name}-role"
         for event_name, event in (p.get("Events") or {}).items():
             if event.get("Type") == "SQS":
                 note = f"emulated: `stagewarden local poll {logical}` feeds it the queue's messages"

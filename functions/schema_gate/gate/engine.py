@@ -164,6 +164,7 @@ class Validator:
         self._key_hashes: list[pa.Array] = []
         self._row_hashes: list[pa.Array] = []
         self.baseline = baseline
+        self.empty_is_null = contract.format != "csv"  # the CSV reader already maps "" to null
         self.bins: dict[str, dict[Any, int]] = {}
         self.drift_scores: dict[str, dict[str, Any]] = {}
 
@@ -196,10 +197,20 @@ class Validator:
         if self.contract.unique_key and all(k in names for k in self.contract.unique_key):
             self._key_hashes.append(combine([value_hash(typed.get(k, batch.column(k))) for k in self.contract.unique_key]))
         if self.contract.duplicate_rows == "forbid":
+            # typed values where they parsed (cheap bit hashes), the text itself where they did not
             for name in names:
-                hashes.append(value_hash(batch.column(name)))
+                raw = batch.column(name)
+                value = typed.get(name)
+                if value is None or pa.types.is_string(value.type):
+                    hashes.append(value_hash(raw))
+                else:
+                    h = value_hash(value)
+                    bad = pc.and_(pc.is_null(value), pc.is_valid(raw))
+                    if pc.any(bad).as_py():
+                        h = pc.if_else(bad, value_hash(raw), h)
+                    hashes.append(h)
             self._row_hashes.append(combine(hashes))
-        if self.contract.drift is not None:
+        if self.contract.drift is not None and self.baseline:
             for name in self.contract.drift.columns:
                 if name in typed:
                     self._bin(name, typed[name])
@@ -218,7 +229,7 @@ class Validator:
         if isinstance(raw, pa.ChunkedArray):
             raw = raw.combine_chunks()
         col, res = state.col, state.results
-        if pa.types.is_string(raw.type) and raw.null_count < len(raw):
+        if self.empty_is_null and pa.types.is_string(raw.type) and raw.null_count < len(raw):
             raw = pc.if_else(pc.equal(pc.utf8_length(raw), 0), pa.scalar(None, pa.string()), raw)  # "" is a null
         null = pc.is_null(raw)
         if raw.null_count:

@@ -20,6 +20,7 @@ class Settings(BaseModel):
     state_table: str = ""
     audit_table: str = ""
     default_mode: Mode = "dry_run"
+    gate_role_arn: str = ""  # the schema gate's own role: the only reader of quarantined objects
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
