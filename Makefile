@@ -34,8 +34,10 @@ bench: $(VENV)/.installed
 validate: $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam validate --lint
 
+# sam build needs the functions' runtime (python3.12) on PATH; pyenv keeps it out of PATH unless selected
+PY312_DIR := $(shell dirname $$(ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -1) 2>/dev/null)
 build: $(SAM_VENV)/.installed
-	$(SAM_VENV)/bin/sam build
+	PATH="$(PY312_DIR):$$PATH" $(SAM_VENV)/bin/sam build
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .stagewarden .pytest_cache

@@ -51,11 +51,11 @@ def handle(event: dict[str, Any], policy: Policy, ports: Ports, baselines: Calla
     if contract is None:
         log.debug("no contract covers this object; skipped", extra={"bucket": bucket, "key": key})
         return {"skipped": "no contract", "key": key}
+    head = ports.objects.head(bucket, key, version)
+    version = version or head.get("VersionId")  # events of unversioned uploads name none: the current one
     if ports.ledger.done(bucket, key, version):
         log.info("object version already validated; skipped", extra={"key": key, "version": version})
         return {"skipped": "already validated", "key": key}
-    head = ports.objects.head(bucket, key, version)
-    version = version or head.get("VersionId")
     size = int(head.get("ContentLength", 0))
     mode = policy.mode_for(contract.stage)
     resource = f"arn:aws:s3:::{bucket}/{key}"

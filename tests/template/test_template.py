@@ -112,6 +112,21 @@ def test_exfiltration_is_granted_exactly_what_its_ports_declare(translated) -> N
     assert granted == declared
 
 
+def test_schema_gate_is_granted_exactly_what_its_ports_declare(translated) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gate_ports", ROOT / "functions" / "schema_gate" / "ports.py")
+    gate_ports = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gate_ports)
+    role = translated["Resources"]["SchemaGateFunctionRole"]
+    granted = {a for p in role["Properties"]["Policies"] for s in _as_list(p["PolicyDocument"]["Statement"])
+               if isinstance(s, dict) and s.get("Effect") == "Allow" for a in _as_list(s["Action"])}
+    declared = set(PolicyStore.permissions) | set(FindingPublisher.permissions)
+    for port in (gate_ports.ObjectStore, gate_ports.Quarantine, gate_ports.Ledger):
+        declared |= set(port.permissions)
+    assert granted == declared
+
+
 def test_the_exfiltration_queue_has_a_dead_letter_queue_and_partial_batch_failure(translated) -> None:
     resources = translated["Resources"]
     redrive = resources["ExfilQueue"]["Properties"]["RedrivePolicy"]
@@ -142,9 +157,23 @@ def sam() -> str:
     return found
 
 
+def runtime_python() -> str | None:
+    """A python3.12 for `sam build` (the functions' runtime): on PATH, or one of pyenv's versions."""
+    import glob
+
+    found = shutil.which("python3.12")
+    if found and subprocess.run([found, "--version"], capture_output=True).returncode == 0:
+        return found
+    candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12")))
+    return candidates[-1] if candidates else None
+
+
 def _sam_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT")}
     env.update({"AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0", "SAM_CLI_CONTACT_TRACKING": "0"})
+    python = runtime_python()
+    if python:
+        env["PATH"] = os.path.dirname(python) + os.pathsep + env.get("PATH", "")
     return env
 
 
@@ -164,9 +193,11 @@ def test_sam_build_succeeds_within_lambdas_size_limit(sam: str, tmp_path: Path) 
     layer = build / "StagePolicyLayer" / "python"
     function = build / "PolicyGuardFunction"
     exfil = build / "ExfiltrationFunction"
+    gate = build / "SchemaGateFunction"
     assert (layer / "stage_policy" / "model.py").exists() and (layer / "pydantic").is_dir() and (layer / "yaml").is_dir()
     assert (function / "app.py").exists() and (function / "checks.py").exists()
     assert (exfil / "exfil" / "engine.py").exists() and (exfil / "orjson").is_dir() and (exfil / "ijson").is_dir()
-    for code in (function, exfil):
+    assert (gate / "gate" / "engine.py").exists() and (gate / "pyarrow").is_dir()
+    for code in (function, exfil, gate):
         size = sum(p.stat().st_size for d in (layer, code) for p in d.rglob("*") if p.is_file())
         assert size < LAMBDA_UNZIPPED_LIMIT, f"{code.name} + layer unzipped: {size / 1e6:.1f} MB"

@@ -62,10 +62,10 @@ def _csv(stream: Any, contract: Contract, on_invalid_rows: Callable[[list[int]],
                                            strings_can_be_null=True, quoted_strings_can_be_null=False, null_values=[""]),
     )
     for batch in reader:
+        yield batch  # rows of the block first, then the block's unreadable rows (row numbers stay in file order)
         if bad:
             on_invalid_rows(bad[:])
             bad.clear()
-        yield batch
     if bad:
         on_invalid_rows(bad[:])
 
@@ -86,6 +86,7 @@ def _jsonl(stream: Any, contract: Contract, on_invalid_rows: Callable[[list[int]
         pending = lines.pop() if chunk else b""
         cols: dict[str, list[Any]] = {n: [] for n in names}
         extra: set[str] = set()
+        invalid: list[int] = []
         for line in lines:
             if not line.strip():
                 continue
@@ -95,7 +96,7 @@ def _jsonl(stream: Any, contract: Contract, on_invalid_rows: Callable[[list[int]
             except orjson.JSONDecodeError:
                 obj = None
             if not isinstance(obj, dict):
-                on_invalid_rows([line_no])
+                invalid.append(line_no)
                 continue
             extra.update(k for k in obj if k not in cols)
             for n in names:
@@ -105,6 +106,8 @@ def _jsonl(stream: Any, contract: Contract, on_invalid_rows: Callable[[list[int]
             schema_names = names + sorted(extra)
             arrays += [pa.nulls(len(arrays[0]), pa.string()) for _ in sorted(extra)]
             yield pa.RecordBatch.from_arrays(arrays, names=schema_names)
+        if invalid:
+            on_invalid_rows(invalid)
         if not chunk:
             return
 

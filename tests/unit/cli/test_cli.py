@@ -57,7 +57,7 @@ def test_policy_explain_unknown_stage_exits_2(capsys, example_policy_path) -> No
 
 def test_invoke_unknown_function_exits_2_listing_the_functions(capsys) -> None:
     assert main(["invoke", "NoSuchFunction", "-t", str(ROOT / "template.yaml")]) == 2
-    assert "no function 'NoSuchFunction' (functions: ExfiltrationFunction, PolicyGuardFunction)" in capsys.readouterr().err
+    assert "no function 'NoSuchFunction' (functions: ExfiltrationFunction, PolicyGuardFunction, SchemaGateFunction)" in capsys.readouterr().err
 
 
 def test_invoke_with_a_malformed_event_file_exits_2_naming_it(tmp_path, capsys) -> None:
@@ -142,3 +142,63 @@ def test_scan_with_a_policy_and_a_broken_file_reports_the_file(tmp_path, capsys,
     assert code == 1 and {"exfil.bulk-download", "exfil.outside-vpce", "input.malformed"} <= set(rules)
     assert rules["input.malformed"]["resource"] == str(broken)
     assert "would revoke sessions of role DataScientistAlice" in rules["exfil.bulk-download"]["action"]
+
+
+# ------------------------------------------------------------------ data validate / profile
+BENCH_POLICY = str(ROOT / "bench" / "policy.yaml")
+
+
+def test_data_validate_passes_a_clean_file(tmp_path, capsys) -> None:
+    from stagewarden.datagen import write_csv
+
+    path = tmp_path / "ok.csv"
+    write_csv(path, 300, seed=2)
+
+    assert main(["data", "validate", str(path), "--contract", "bench_events", "--policy", BENCH_POLICY]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and report["rows"] == 300 and report["contract"] == "bench_events"
+
+
+def test_data_validate_exits_1_and_the_table_names_the_failing_checks(tmp_path, capsys) -> None:
+    from stagewarden.datagen import write_csv
+
+    path = tmp_path / "bad.csv"
+    write_csv(path, 300, seed=2, dirty=True, per_defect=1, duplicates=1)
+
+    assert main(["data", "validate", str(path), "--contract", "bench_events", "--policy", BENCH_POLICY, "--format", "table"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED (301 rows)" in out and "regex           email" in out and "duplicate_rows" in out
+
+
+def test_data_profile_then_validate_with_the_baseline(tmp_path, capsys) -> None:
+    from stagewarden.datagen import write_csv
+
+    base, new, profile = tmp_path / "base.csv", tmp_path / "new.csv", tmp_path / "profile.json"
+    write_csv(base, 5000, seed=7)
+    write_csv(new, 5000, seed=8, amount_mu=6.0)
+
+    assert main(["data", "profile", str(base), "--contract", "bench_events", "--policy", BENCH_POLICY, "--out", str(profile)]) == 0
+    assert main(["data", "validate", str(new), "--contract", "bench_events", "--policy", BENCH_POLICY, "--baseline", str(profile)]) == 1
+    report = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert report["drift"]["amount"]["score"] > 0.1 and json.loads(profile.read_text())["columns"]["amount"]["kind"] == "numeric"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--contract", "nope"], "contracts: no contract named 'nope'"),
+        (["--contract", "bench_events", "--policy", "/no/such/policy.yaml"], "/no/such/policy.yaml: cannot read file"),
+    ],
+)
+def test_data_validate_bad_input_exits_2(tmp_path, capsys, args, message) -> None:
+    path = tmp_path / "f.csv"
+    path.write_text("id\n1\n")
+    argv = ["data", "validate", str(path), "--policy", BENCH_POLICY, *args]
+
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_data_validate_a_missing_file_exits_2_naming_it(tmp_path, capsys) -> None:
+    assert main(["data", "validate", str(tmp_path / "x.csv"), "--contract", "bench_events", "--policy", BENCH_POLICY]) == 2
+    assert f"{tmp_path / 'x.csv'}: cannot read" in capsys.readouterr().err

@@ -1,0 +1,203 @@
+"""The schema gate engine on local files: every format, every check, exact counts and row numbers."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from gate.engine import TooLarge, psi
+from gate.hashing import hash_bytes, repeats, string_hash
+from gate.readers import ReadError
+from gate.run import validate
+
+from stage_policy.loader import load, loads
+from stagewarden.datagen import HEADER, write_csv
+from tests.helpers import ROOT
+
+CONTRACT = load(ROOT / "bench" / "policy.yaml").contract("bench_events")
+
+
+def run(data: bytes, name: str = "f.csv", contract=CONTRACT, baseline=None) -> dict:
+    report, _ = validate(io.BytesIO(data), name, contract, baseline)
+    return report
+
+
+def failed(report: dict) -> dict:
+    return {(c["check"], c["column"]): (c["failed_rows"], c["sample_row_numbers"]) for c in report["checks"] if c["failed_rows"]}
+
+
+def test_a_clean_file_passes_and_the_report_has_the_contract_shape(tmp_path) -> None:
+    path = tmp_path / "clean.csv"
+    write_csv(path, 2000, seed=5)
+
+    report = run(path.read_bytes())
+
+    assert report["passed"] and report["rows"] == 2000 and report["duplicate_rows"] == 0
+    assert set(report) >= {"contract", "passed", "rows", "checks", "duplicate_rows", "drift"}
+    assert {c["check"] for c in report["checks"]} >= {"columns", "type", "required", "range", "regex", "enum", "length",
+                                                      "unique", "duplicate_rows", "null_fraction"}
+    assert all(set(c) == {"check", "column", "failed_rows", "sample_row_numbers"} for c in report["checks"])
+
+
+def test_every_planted_defect_is_counted_exactly_with_its_rows(tmp_path) -> None:
+    path = tmp_path / "dirty.csv"
+    planted = write_csv(path, 20000, seed=6, dirty=True, per_defect=25, duplicates=30)
+
+    got = failed(run(path.read_bytes()))
+
+    expected = {
+        ("type", "user_id"): planted.rows["non_numeric_user_id"],
+        ("range", "amount"): planted.rows["negative_amount"],
+        ("enum", "category"): planted.rows["unknown_category"],
+        ("required", "name"): planted.rows["empty_name"],
+        ("regex", "email"): planted.rows["bad_email"],
+        ("duplicate_rows", None): planted.rows["duplicate_rows"],
+        ("unique", "id"): planted.rows["duplicate_rows"],
+    }
+    assert set(got) == set(expected)
+    for key, rows in expected.items():
+        assert got[key] == (len(rows), rows[:20]), key
+
+
+def test_a_row_with_several_defects_counts_once_under_each_check() -> None:
+    data = (HEADER + "\n1,abc,-5,0.5,Kalo,bad-email,2022-01-01T00:00:00,Z\n").encode()
+
+    got = failed(run(data))
+
+    assert got[("type", "user_id")] == (1, [1]) and got[("range", "amount")] == (1, [1])
+    assert got[("regex", "email")] == (1, [1]) and got[("enum", "category")] == (1, [1])
+
+
+def test_a_row_present_three_times_counts_two_duplicates() -> None:
+    row = "7,1,1.00,0.5,Kalo,kalo.1@example.com,2022-01-01T00:00:00,A"
+    data = "\n".join([HEADER, row, row, "8,2,1.00,0.5,Lomi,lomi.2@example.com,2022-01-01T00:00:00,B", row]).encode() + b"\n"
+
+    report = run(data)
+
+    assert report["duplicate_rows"] == 2 and failed(report)[("duplicate_rows", None)] == (2, [2, 4])
+
+
+def test_timestamps_out_of_range_and_unparseable_are_separate_checks() -> None:
+    rows = ["1,1,1.00,0.5,Kalo,k.1@example.com,2020-12-31T23:59:59,A", "2,1,1.00,0.5,Kalo,k.2@example.com,not-a-time,A"]
+    got = failed(run("\n".join([HEADER] + rows).encode()))
+
+    assert got[("range", "event_ts")] == (1, [1]) and got[("type", "event_ts")] == (1, [2])
+
+
+def test_null_fraction_above_the_limit_fails_the_column() -> None:
+    rows = [f"{i},1,1.00,{'' if i <= 2 else '0.5'},Kalo,k.{i}@example.com,2022-01-01T00:00:00,A" for i in range(1, 101)]
+    got = failed(run("\n".join([HEADER] + rows).encode()))
+
+    assert got[("null_fraction", "score")] == (2, [1, 2])  # 2 % > 1 %
+
+
+def test_missing_and_extra_columns_fail_the_columns_check() -> None:
+    data = b"id,user_id,amount,score,name,email,event_ts,colour\n1,1,1.0,0.5,Kalo,k.1@example.com,2022-01-01T00:00:00,red\n"
+
+    report = run(data)
+
+    assert not report["passed"] and report["column_problems"] == ["missing columns: category", "unexpected columns: colour"]
+
+
+def test_rows_with_the_wrong_number_of_fields_are_failures_not_crashes() -> None:
+    data = (HEADER + "\n1,1,1.00,0.5,Kalo,k.1@example.com,2022-01-01T00:00:00,A\n2,1,oops\n").encode()
+
+    assert failed(run(data))[("columns", None)] == (1, [2])
+
+
+def test_gzip_csv_is_read_by_name() -> None:
+    data = (HEADER + "\n1,1,1.00,0.5,Kalo,k.1@example.com,2022-01-01T00:00:00,A\n").encode()
+
+    assert run(gzip.compress(data), "f.csv.gz")["passed"]
+
+
+def test_json_lines_with_wrong_types_are_row_failures() -> None:
+    contract = CONTRACT.model_copy(update={"format": "jsonl"})
+    lines = [
+        {"id": 1, "user_id": 5, "amount": 3.5, "score": None, "name": "Kalo", "email": "k.5@example.com", "event_ts": "2022-01-01T00:00:00", "category": "A"},
+        {"id": 2, "user_id": "five", "amount": 3.5, "score": 0.1, "name": "Kalo", "email": "k.5@example.com", "event_ts": "2022-01-01T00:00:00", "category": "A"},
+    ]
+    data = b"\n".join(json.dumps(x).encode() for x in lines) + b"\nnot json\n"
+
+    got = failed(run(data, "f.jsonl", contract))
+
+    assert got[("type", "user_id")] == (1, [2]) and got[("columns", None)] == (1, [3])
+
+
+def test_parquet_timestamps_in_milliseconds_are_normalised() -> None:
+    contract = CONTRACT.model_copy(update={"format": "parquet"})
+    table = pa.table({
+        "id": pa.array([1, 2], pa.int64()), "user_id": pa.array([5, 6], pa.int32()), "amount": [1.5, 2.5], "score": [0.5, None],
+        "name": ["Kalo", "Lomi"], "email": ["k.5@example.com", "l.6@example.com"],
+        "event_ts": pa.array([datetime(2022, 1, 1), datetime(2030, 1, 1)], pa.timestamp("ms")), "category": ["A", "B"],
+    })
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+
+    got = failed(run(buf.getvalue(), "f.parquet", contract))
+
+    assert got == {("range", "event_ts"): (1, [2]), ("null_fraction", "score"): (1, [2])}
+
+
+def test_past_max_rows_the_file_is_too_large(tmp_path) -> None:
+    path = tmp_path / "big.csv"
+    write_csv(path, 3000, seed=1)
+
+    with pytest.raises(TooLarge):
+        run(path.read_bytes(), contract=CONTRACT.model_copy(update={"max_rows": 1000}))
+
+
+def test_a_file_that_is_not_csv_is_a_read_error_naming_it() -> None:
+    with pytest.raises(ReadError, match="f.parquet: cannot be read as parquet"):
+        run(b"definitely not parquet", "f.parquet", CONTRACT.model_copy(update={"format": "parquet"}))
+
+
+def test_drift_psi_against_a_profiled_baseline(tmp_path) -> None:
+    from gate.engine import profile
+    from gate.readers import batches
+
+    base, same, shifted = tmp_path / "b.csv", tmp_path / "s.csv", tmp_path / "x.csv"
+    write_csv(base, 20000, seed=11)
+    write_csv(same, 20000, seed=12)
+    write_csv(shifted, 20000, seed=13, amount_mu=5.5)
+    with base.open("rb") as fh:
+        baseline = profile(CONTRACT, batches(fh, "b.csv", CONTRACT, lambda rows: None))
+
+    stable = run(same.read_bytes(), baseline=baseline)
+    drifted = run(shifted.read_bytes(), baseline=baseline)
+
+    assert len(baseline["columns"]["amount"]["edges"]) == 9 and set(baseline["columns"]["category"]["fractions"]) == set("ABCDE")
+    assert stable["passed"] and stable["drift"]["amount"]["score"] < 0.1
+    assert not drifted["passed"] and drifted["drift"]["amount"]["score"] > 0.1 and drifted["drift"]["category"]["score"] < 0.1
+
+
+def test_psi() -> None:
+    assert psi([0.5, 0.5], [0.5, 0.5]) == 0
+    assert psi([0.5, 0.5], [0.9, 0.1]) == pytest.approx(0.4 * 0.5878 + 0.4 * 1.6094, rel=1e-3)
+
+
+def test_string_hash_matches_the_python_reference_and_slices() -> None:
+    values = ["", "a", "ab", "ba", "héllo", None, "x" * 300]
+    arr = pa.array(values)
+
+    assert string_hash(arr).to_pylist() == [hash_bytes(v) for v in values]
+    assert string_hash(arr.slice(2, 3)).to_pylist() == [hash_bytes(v) for v in values[2:5]]
+
+
+def test_repeats_are_later_occurrences_in_file_order() -> None:
+    assert repeats(pa.array([5, 1, 5, 2, 1, 5], pa.uint64())).to_pylist() == [2, 4, 5]
+
+
+def test_contract_time_bounds_must_be_iso_and_only_on_time_columns() -> None:
+    from stage_policy.loader import PolicyError
+
+    base = "framework: two-stage\\ncontracts: [{name: c, stage: prod-discovery, prefix: p/, format: csv, columns: [%s]}]"
+    with pytest.raises(PolicyError, match="is not an ISO-8601"):
+        loads(base.replace("\\n", "\n") % "{name: t, type: timestamp, min: yesterday}")
+    with pytest.raises(PolicyError, match="a text bound needs a timestamp or date column"):
+        loads(base.replace("\\n", "\n") % "{name: n, type: int, min: '2021-01-01'}")
