@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from array import array
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, Iterable
@@ -161,8 +162,11 @@ class Validator:
         self.header: list[str] | None = None
         self.unique = CheckResult("unique", ",".join(contract.unique_key) or None)
         self.dups = CheckResult("duplicate_rows", None)
-        self._key_hashes: list[pa.Array] = []
-        self._row_hashes: list[pa.Array] = []
+        # one uint64 per row, in fixed-size Python buffers outside Arrow's pool: small arrays
+        # kept alive across batches would pin the allocator's segments and inflate RSS, and
+        # one growing buffer would be copied whole on every reallocation
+        self._key_hashes: list[array] = []
+        self._row_hashes: list[array] = []
         self.baseline = baseline
         self.empty_is_null = contract.format != "csv"  # the CSV reader already maps "" to null
         self.bins: dict[str, dict[Any, int]] = {}
@@ -195,7 +199,7 @@ class Validator:
             raw = batch.column(name)
             typed[name] = self._check_column(state, raw, base)
         if self.contract.unique_key and all(k in names for k in self.contract.unique_key):
-            self._key_hashes.append(combine([value_hash(typed.get(k, batch.column(k))) for k in self.contract.unique_key]))
+            _keep(self._key_hashes, combine([value_hash(typed.get(k, batch.column(k))) for k in self.contract.unique_key]))
         if self.contract.duplicate_rows == "forbid":
             # typed values where they parsed (cheap bit hashes), the text itself where they did not
             for name in names:
@@ -209,7 +213,7 @@ class Validator:
                     if pc.any(bad).as_py():
                         h = pc.if_else(bad, value_hash(raw), h)
                     hashes.append(h)
-            self._row_hashes.append(combine(hashes))
+            _keep(self._row_hashes, combine(hashes))
         if self.contract.drift is not None and self.baseline:
             for name in self.contract.drift.columns:
                 if name in typed:
@@ -330,11 +334,11 @@ class Validator:
         return out
 
     @staticmethod
-    def _resolve(chunks: list[pa.Array], result: CheckResult) -> None:
-        if not chunks:
+    def _resolve(kept: list[array], result: CheckResult) -> None:
+        if not kept:
             return
-        hashes = pa.concat_arrays(chunks)
-        chunks.clear()
+        hashes = pa.chunked_array([pa.Array.from_buffers(pa.uint64(), len(c), [None, pa.py_buffer(c)]) for c in kept if c],
+                                  pa.uint64())  # zero-copy views of the stores
         later = repeats(hashes)
         result.failed_rows = len(later)
         result.samples = [i + 1 for i in later.slice(0, SAMPLES).to_pylist()]
@@ -359,6 +363,24 @@ class Validator:
                 actual = [counts.get(c, 0) / total for c in cats]
             out[name] = {"metric": "psi", "score": round(psi(expected, actual), 6), "threshold": drift.threshold}
         return out
+
+
+_STORE_CHUNK = 1 << 20  # values per store buffer (8 MiB)
+
+
+def _keep(store: list[array], hashes: pa.Array) -> None:
+    """Append a uint64 array's values to the store, filling fixed-size buffers (never reallocated whole)."""
+    if isinstance(hashes, pa.ChunkedArray):
+        hashes = hashes.combine_chunks()
+    if hashes.null_count:
+        hashes = hashes.fill_null(0)
+    view = memoryview(hashes.buffers()[1])[hashes.offset * 8:(hashes.offset + len(hashes)) * 8]
+    while view:
+        if not store or len(store[-1]) >= _STORE_CHUNK:
+            store.append(array("Q"))
+        room = (_STORE_CHUNK - len(store[-1])) * 8
+        store[-1].frombytes(view[:room])
+        view = view[room:]
 
 
 def psi(expected: list[float], actual: list[float], eps: float = 1e-4) -> float:

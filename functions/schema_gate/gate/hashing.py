@@ -18,7 +18,7 @@ _W = 0x100000001B3  # odd, so invertible modulo 2**64
 _W_INV = pow(_W, -1, _MOD)
 _K = 0x9E3779B97F4A7C15
 _NULL = 0x5BD1E9955BD1E995
-_CHUNK = 1 << 20  # bytes hashed per pass: keeps the power tables at 8 MiB each
+_CHUNK = 1 << 18  # bytes hashed per pass: keeps the power tables at 2 MiB each
 
 _U64 = pa.uint64()
 _powers: dict[int, tuple[pa.Array, pa.Array]] = {}
@@ -131,6 +131,8 @@ def repeats(hashes: pa.Array, partitions: int = 16) -> pa.Array:
     """
     if len(hashes) < 2:
         return pa.array([], pa.uint64())
+    if isinstance(hashes, pa.ChunkedArray):
+        hashes = hashes.combine_chunks() if hashes.num_chunks == 1 else hashes
     shift = _u64(64 - (partitions - 1).bit_length())
     part_of = pc.shift_right(hashes, shift)
     found = []
@@ -145,7 +147,8 @@ def repeats(hashes: pa.Array, partitions: int = 16) -> pa.Array:
         if not pc.any(same).as_py():
             continue
         later = pc.filter(order.slice(1), same)
-        found.append(pc.take(pos, later))
+        hit = pc.take(pos, later)
+        found.append(hit.combine_chunks() if isinstance(hit, pa.ChunkedArray) else hit)
     if not found:
         return pa.array([], pa.uint64())
     all_found = pa.concat_arrays(found)

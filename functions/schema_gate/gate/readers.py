@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from stage_policy.model import Contract
 
-BLOCK = 1 << 22  # 4 MiB blocks: bounded memory whatever the object size
+BLOCK = 1 << 20  # 4 MiB blocks: bounded memory whatever the object size
 
 
 class ReadError(ValueError):

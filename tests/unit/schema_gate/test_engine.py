@@ -191,6 +191,8 @@ def test_string_hash_matches_the_python_reference_and_slices() -> None:
 
 def test_repeats_are_later_occurrences_in_file_order() -> None:
     assert repeats(pa.array([5, 1, 5, 2, 1, 5], pa.uint64())).to_pylist() == [2, 4, 5]
+    chunked = pa.chunked_array([pa.array([5, 1, 5], pa.uint64()), pa.array([2, 1, 5], pa.uint64())])
+    assert repeats(chunked).to_pylist() == [2, 4, 5]
 
 
 def test_contract_time_bounds_must_be_iso_and_only_on_time_columns() -> None:
