@@ -133,14 +133,19 @@ def repeats(hashes: pa.Array, partitions: int = 16) -> pa.Array:
         return pa.array([], pa.uint64())
     if isinstance(hashes, pa.ChunkedArray):
         hashes = hashes.combine_chunks() if hashes.num_chunks == 1 else hashes
-    shift = _u64(64 - (partitions - 1).bit_length())
-    part_of = pc.shift_right(hashes, shift)
+    width = _MOD // partitions
     found = []
     for p in range(partitions):
-        pos = pc.indices_nonzero(pc.equal(part_of, _u64(p)))
+        # a range test gives a bit mask; no per-row partition array is materialised
+        lo, hi = p * width, (p + 1) * width
+        mask = pc.greater_equal(hashes, _u64(lo)) if p == partitions - 1 else \
+            pc.and_(pc.greater_equal(hashes, _u64(lo)), pc.less(hashes, _u64(hi)))
+        pos = pc.indices_nonzero(mask)
         if len(pos) < 2:
             continue
-        vals = pc.take(hashes, pos)
+        vals = pc.filter(hashes, mask)  # chunk by chunk: `take` on a chunked array would copy it whole first
+        if isinstance(vals, pa.ChunkedArray):
+            vals = vals.combine_chunks()
         order = pc.sort_indices(vals)  # stable: equal hashes keep file order
         ordered = pc.take(vals, order)
         same = pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
