@@ -123,7 +123,7 @@ def combine(hashes: list[pa.Array]) -> pa.Array:
     return out
 
 
-def repeats(hashes: pa.Array, partitions: int = 16) -> pa.Array:
+def repeats(hashes: pa.Array, partitions: int | None = None) -> pa.Array:
     """Positions (ascending) of the rows whose hash equals an earlier row's.
 
     Works one hash partition at a time (duplicates share a partition), so the extra
@@ -133,26 +133,31 @@ def repeats(hashes: pa.Array, partitions: int = 16) -> pa.Array:
         return pa.array([], pa.uint64())
     if isinstance(hashes, pa.ChunkedArray):
         hashes = hashes.combine_chunks() if hashes.num_chunks == 1 else hashes
+    if partitions is None:  # ~1 M hashes a partition: constant extra memory, few passes
+        partitions = 1 << max(0, (len(hashes) - 1) // (1 << 20)).bit_length()
     width = _MOD // partitions
     found = []
     for p in range(partitions):
         # a range test gives a bit mask; no per-row partition array is materialised
         lo, hi = p * width, (p + 1) * width
-        mask = pc.greater_equal(hashes, _u64(lo)) if p == partitions - 1 else \
-            pc.and_(pc.greater_equal(hashes, _u64(lo)), pc.less(hashes, _u64(hi)))
-        pos = pc.indices_nonzero(mask)
-        if len(pos) < 2:
-            continue
-        vals = pc.filter(hashes, mask)  # chunk by chunk: `take` on a chunked array would copy it whole first
-        if isinstance(vals, pa.ChunkedArray):
-            vals = vals.combine_chunks()
+        if partitions == 1:
+            pos, vals = None, hashes.combine_chunks() if isinstance(hashes, pa.ChunkedArray) else hashes
+        else:
+            mask = pc.greater_equal(hashes, _u64(lo)) if p == partitions - 1 else \
+                pc.and_(pc.greater_equal(hashes, _u64(lo)), pc.less(hashes, _u64(hi)))
+            pos = pc.indices_nonzero(mask)
+            if len(pos) < 2:
+                continue
+            vals = pc.filter(hashes, mask)  # chunk by chunk: `take` on a chunked array would copy it whole first
+            if isinstance(vals, pa.ChunkedArray):
+                vals = vals.combine_chunks()
         order = pc.sort_indices(vals)  # stable: equal hashes keep file order
         ordered = pc.take(vals, order)
         same = pc.equal(ordered.slice(1), ordered.slice(0, len(ordered) - 1))
         if not pc.any(same).as_py():
             continue
         later = pc.filter(order.slice(1), same)
-        hit = pc.take(pos, later)
+        hit = later if pos is None else pc.take(pos, later)
         found.append(hit.combine_chunks() if isinstance(hit, pa.ChunkedArray) else hit)
     if not found:
         return pa.array([], pa.uint64())

@@ -60,7 +60,7 @@ def _csv(stream: Any, contract: Contract, on_invalid_rows: Callable[[list[int]],
 
     reader = csv.open_csv(
         stream,
-        read_options=csv.ReadOptions(block_size=BLOCK, use_threads=False, autogenerate_column_names=not opts.header,
+        read_options=csv.ReadOptions(block_size=BLOCK, use_threads=False,
                                      column_names=None if opts.header else [c.name for c in contract.columns]),
         parse_options=csv.ParseOptions(delimiter=opts.delimiter, quote_char=opts.quote_char, invalid_row_handler=invalid),
         convert_options=csv.ConvertOptions(column_types={c.name: pa.string() for c in contract.columns},

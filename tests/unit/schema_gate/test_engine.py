@@ -116,6 +116,24 @@ def test_gzip_csv_is_read_by_name() -> None:
     assert run(gzip.compress(data), "f.csv.gz")["passed"]
 
 
+def test_headerless_semicolon_csv_uses_the_contract_column_order() -> None:
+    csv_opts = CONTRACT.csv.model_copy(update={"header": False, "delimiter": ";"})
+    contract = CONTRACT.model_copy(update={"csv": csv_opts})
+    data = b'1;1;1.00;0.5;Kalo;k.1@example.com;2022-01-01T00:00:00;A\n2;1;"2,50";0.5;Lomi;l.1@example.com;2022-01-01T00:00:00;Q\n'
+
+    got = failed(run(data, "f.csv", contract))
+
+    assert got == {("type", "amount"): (1, [2]), ("enum", "category"): (1, [2])}
+
+
+def test_gzip_json_lines_are_read_by_name() -> None:
+    contract = CONTRACT.model_copy(update={"format": "jsonl"})
+    line = {"id": 1, "user_id": 5, "amount": 3.5, "score": 0.2, "name": "Kalo", "email": "k.5@example.com",
+            "event_ts": "2022-01-01T00:00:00", "category": "A"}
+
+    assert run(gzip.compress(json.dumps(line).encode() + b"\n"), "f.jsonl.gz", contract)["passed"]
+
+
 def test_json_lines_with_wrong_types_are_row_failures() -> None:
     contract = CONTRACT.model_copy(update={"format": "jsonl"})
     lines = [
