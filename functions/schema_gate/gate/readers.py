@@ -15,6 +15,7 @@ import pyarrow as pa
 from stage_policy.model import Contract
 
 BLOCK = 1 << 20
+ROWS_PER_BATCH = 65_536
 
 if pa.default_memory_pool().backend_name == "jemalloc":
     # return freed pages at once: with jemalloc's default decay the CSV reader's peak RSS grew
@@ -33,6 +34,33 @@ def is_gzip(name: str, contract: Contract) -> bool:
 
 
 def batches(source: BinaryIO, name: str, contract: Contract, on_invalid_rows: Callable[[list[int]], None]) -> Iterator[pa.RecordBatch]:
+    """Batches of about ``ROWS_PER_BATCH`` rows: small read blocks keep memory flat, larger
+    batches keep the per-call overhead of the compute kernels low."""
+    pending: list[pa.RecordBatch] = []
+    invalid: list[int] = []  # reported after the rows they sit among, so row numbers stay in file order
+    rows = 0
+    for batch in _blocks(source, name, contract, invalid.extend):
+        pending.append(batch)
+        rows += batch.num_rows
+        if rows >= ROWS_PER_BATCH:
+            yield _merge(pending)
+            pending, rows = [], 0
+            if invalid:
+                on_invalid_rows(invalid[:])
+                invalid.clear()
+    if pending:
+        yield _merge(pending)
+    if invalid:
+        on_invalid_rows(invalid[:])
+
+
+def _merge(batches: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(batches) == 1:
+        return batches[0]
+    return pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+
+
+def _blocks(source: BinaryIO, name: str, contract: Contract, on_invalid_rows: Callable[[list[int]], None]) -> Iterator[pa.RecordBatch]:
     try:
         if contract.format == "parquet":
             yield from _parquet(source)
