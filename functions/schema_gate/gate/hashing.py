@@ -133,8 +133,8 @@ def repeats(hashes: pa.Array, partitions: int | None = None) -> pa.Array:
         return pa.array([], pa.uint64())
     if isinstance(hashes, pa.ChunkedArray):
         hashes = hashes.combine_chunks() if hashes.num_chunks == 1 else hashes
-    if partitions is None:  # ~1 M hashes a partition: constant extra memory, few passes
-        partitions = 1 << max(0, (len(hashes) - 1) // (1 << 20)).bit_length()
+    if partitions is None:  # ~256 k hashes a partition: ~8 MiB of extra memory whatever the file size
+        partitions = 1 << max(0, (len(hashes) - 1) // (1 << 18)).bit_length()
     width = _MOD // partitions
     found = []
     for p in range(partitions):
