@@ -13,7 +13,8 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
-from typing import Any, Iterable
+from bisect import bisect_right, insort
+from typing import Any, Callable, Iterable
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,8 +46,8 @@ class CheckResult:
     samples: list[int] = field(default_factory=list)
     values: list[str] = field(default_factory=list)
 
-    def add(self, mask: pa.Array, base: int, raw: pa.Array | None = None) -> None:
-        """Count the True rows of ``mask`` (a batch starting at data row ``base``), keep the first samples."""
+    def add(self, mask: pa.Array, locate: Callable[[int], int], raw: pa.Array | None = None) -> None:
+        """Count the True rows of ``mask``; keep the first samples as file row numbers (``locate``: batch index -> row)."""
         if mask.null_count:
             mask = mask.fill_null(False)
         n = pc.sum(mask).as_py() or 0
@@ -56,7 +57,7 @@ class CheckResult:
         room = SAMPLES - len(self.samples)
         if room > 0:
             idx = pc.indices_nonzero(mask).slice(0, room)
-            self.samples += [base + i + 1 for i in idx.to_pylist()]
+            self.samples += [locate(i) for i in idx.to_pylist()]
             if raw is not None:
                 self.values += [redact(v) for v in pc.take(raw, idx).to_pylist()]
 
@@ -161,7 +162,9 @@ class Validator:
     def __init__(self, contract: Contract, baseline: dict[str, Any] | None = None):
         self.contract = contract
         self.columns = {c.name: ColumnState(c) for c in contract.columns}
-        self.rows = 0
+        self.rows = 0  # data rows, read or skipped
+        self.kept = 0  # rows that reached the checks
+        self.skipped: list[int] = []  # row numbers the reader could not split (sorted)
         self.started = time.perf_counter()
         self.column_check = CheckResult("columns", None)
         self.column_problems: list[str] = []
@@ -182,16 +185,27 @@ class Validator:
     def invalid_rows(self, numbers: list[int]) -> None:
         """Rows the reader could not split into the header's columns (wrong field count)."""
         self.column_check.failed_rows += len(numbers)
-        self.rows += len(numbers)  # they are data rows; later rows keep their numbers
-        room = SAMPLES - len(self.column_check.samples)
-        self.column_check.samples += numbers[:max(room, 0)]
+        self.rows += len(numbers)
+        for n in numbers:
+            insort(self.skipped, n)
+        self.column_check.samples = sorted(self.column_check.samples + numbers)[:SAMPLES]
+
+    def file_row(self, kept: int) -> int:
+        """The file's row number of the ``kept``-th checked row (1-based), skipped rows accounted for."""
+        row = kept
+        while True:
+            moved = kept + bisect_right(self.skipped, row)
+            if moved == row:
+                return row
+            row = moved
 
     def feed(self, batch: pa.RecordBatch) -> None:
         names = batch.schema.names
         if self.header is None:
             self._check_header(names)
-        base = self.rows
+        base = self.kept
         n = batch.num_rows
+        self.kept += n
         self.rows += n
         if self.rows > self.contract.max_rows:
             raise TooLarge(self.rows, self.contract.max_rows)
@@ -239,6 +253,7 @@ class Validator:
         if isinstance(raw, pa.ChunkedArray):
             raw = raw.combine_chunks()
         col, res = state.col, state.results
+        base = (lambda i, _b=base: self.file_row(_b + i + 1)) if self.skipped else (lambda i, _b=base: _b + i + 1)
         if self.empty_is_null and pa.types.is_string(raw.type) and raw.null_count < len(raw):
             raw = pc.if_else(pc.equal(pc.utf8_length(raw), 0), pa.scalar(None, pa.string()), raw)  # "" is a null
         null = pc.is_null(raw)
@@ -302,11 +317,11 @@ class Validator:
         for state in self.columns.values():
             checks += list(state.results.values())
         if self.contract.unique_key:
-            self._resolve(self._key_hashes, self.unique)
+            self._resolve(self._key_hashes, self.unique, self.file_row)
             self._key_hashes = []
             checks.append(self.unique)
         if self.contract.duplicate_rows == "forbid":
-            self._resolve(self._row_hashes, self.dups)
+            self._resolve(self._row_hashes, self.dups, self.file_row)
             self._row_hashes = []
             checks.append(self.dups)
         for state in self.columns.values():
@@ -340,14 +355,14 @@ class Validator:
         return out
 
     @staticmethod
-    def _resolve(kept: list[array], result: CheckResult) -> None:
+    def _resolve(kept: list[array], result: CheckResult, file_row: Callable[[int], int]) -> None:
         if not kept:
             return
         hashes = pa.chunked_array([pa.Array.from_buffers(pa.uint64(), len(c), [None, pa.py_buffer(c)]) for c in kept if c],
                                   pa.uint64())  # zero-copy views of the stores
         later = repeats(hashes)
         result.failed_rows = len(later)
-        result.samples = [i + 1 for i in later.slice(0, SAMPLES).to_pylist()]
+        result.samples = [file_row(i + 1) for i in later.slice(0, SAMPLES).to_pylist()]
 
     def _drift(self) -> dict[str, dict[str, Any]]:
         drift = self.contract.drift

@@ -37,21 +37,21 @@ def batches(source: BinaryIO, name: str, contract: Contract, on_invalid_rows: Ca
     """Batches of about ``ROWS_PER_BATCH`` rows: small read blocks keep memory flat, larger
     batches keep the per-call overhead of the compute kernels low."""
     pending: list[pa.RecordBatch] = []
-    invalid: list[int] = []  # reported after the rows they sit among, so row numbers stay in file order
+    invalid: list[int] = []  # reported before the batch they sit in, so its rows get their file numbers
     rows = 0
     for batch in _blocks(source, name, contract, invalid.extend):
         pending.append(batch)
         rows += batch.num_rows
         if rows >= ROWS_PER_BATCH:
-            yield _merge(pending)
-            pending, rows = [], 0
             if invalid:
                 on_invalid_rows(invalid[:])
                 invalid.clear()
-    if pending:
-        yield _merge(pending)
+            yield _merge(pending)
+            pending, rows = [], 0
     if invalid:
         on_invalid_rows(invalid[:])
+    if pending:
+        yield _merge(pending)
 
 
 def _merge(batches: list[pa.RecordBatch]) -> pa.RecordBatch:

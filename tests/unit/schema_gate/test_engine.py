@@ -221,3 +221,19 @@ def test_contract_time_bounds_must_be_iso_and_only_on_time_columns() -> None:
         loads(base.replace("\\n", "\n") % "{name: t, type: timestamp, min: yesterday}")
     with pytest.raises(PolicyError, match="a text bound needs a timestamp or date column"):
         loads(base.replace("\\n", "\n") % "{name: n, type: int, min: '2021-01-01'}")
+
+
+def test_row_numbers_stay_exact_after_rows_the_reader_skipped() -> None:
+    good = "{i},1,1.00,0.5,Kalo,k.{i}@example.com,2022-01-01T00:00:00,A"
+    lines = [good.format(i=i) for i in range(1, 11)]
+    lines[2] = "3,1,oops"  # row 3: wrong number of fields
+    lines[6] = good.format(i=7).replace(",A", ",Q")  # row 7: unknown category
+    lines[8] = "9,1"  # row 9: wrong number of fields
+    lines[9] = good.format(i=10).replace("k.10@", "k.10_at_")  # row 10: bad e-mail
+
+    report = run("\n".join([HEADER] + lines).encode() + b"\n")
+
+    got = failed(report)
+    assert report["rows"] == 10
+    assert got[("columns", None)] == (2, [3, 9])
+    assert got[("enum", "category")] == (1, [7]) and got[("regex", "email")] == (1, [10])
