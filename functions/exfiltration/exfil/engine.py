@@ -22,6 +22,7 @@ from stage_policy.mapping import stage_for_bucket, stage_for_role
 from stage_policy.model import Policy, Stage
 
 SAMPLE = 10
+LATENESS_MINUTES = 60
 _EMPTY: dict[str, Any] = {}
 _MISSING = object()
 _DATA_READS = frozenset({"GetObject"})
@@ -354,7 +355,8 @@ class Detector:
             out.append(self._decide(finding, stage_name, self._revoke(rule, principal)))
 
         if agg.minutes:
-            keep_after = max(agg.minutes) - ex.window_minutes - 24 * 60  # a day of lateness, then windows are gone
+            # an hour of lateness (CloudTrail delivers within minutes; files can arrive out of order), then minutes go
+            keep_after = max(agg.minutes) - ex.window_minutes - LATENESS_MINUTES
             state = self.windows.merge(stage_name, principal, agg.minutes, agg.families, keep_after)
             start, end, count, nbytes = worst_window(state.minutes, agg.minutes.keys(), ex.window_minutes)
             if count > ex.max_objects or nbytes > ex.max_bytes:
