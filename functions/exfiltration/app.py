@@ -16,18 +16,19 @@ from stage_policy.observability import logger, metrics, tracer
 from stage_policy.publish import FindingPublisher
 from stage_policy.settings import Settings
 from stage_policy.store import PolicyStore
+from stage_policy.tags import BucketTags
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @cache
-def services() -> tuple[Settings, PolicyStore, FindingPublisher]:
+def services() -> tuple[Settings, PolicyStore, FindingPublisher, BucketTags]:
     settings = Settings.from_env()
     publisher = FindingPublisher(boto3.client("sns"), settings.alerts_topic_arn, boto3.client("dynamodb"), settings.state_table)
-    return settings, PolicyStore(boto3.client("s3")), publisher
+    return settings, PolicyStore(boto3.client("s3")), publisher, BucketTags(boto3.client("s3"))
 
 
-def ports_for(settings: Settings, publisher: FindingPublisher, max_revocations: int) -> Ports:
+def ports_for(settings: Settings, publisher: FindingPublisher, tags: BucketTags, max_revocations: int) -> Ports:
     ddb = boto3.client("dynamodb")
     return Ports(
         source=LogFileSource(boto3.client("s3")),
@@ -37,14 +38,15 @@ def ports_for(settings: Settings, publisher: FindingPublisher, max_revocations: 
         containment=Containment(boto3.client, max_revocations),
         audit=AuditLog(ddb, settings.audit_table),
         publish=publisher.publish,
+        bucket_tags=tags,
     )
 
 
 def record_handler(record: SQSRecord) -> list[dict[str, Any]]:
     event = parse_body(record.body)  # malformed: this record fails (and reaches the DLQ), the rest go on
-    settings, store, publisher = services()
+    settings, store, publisher, tags = services()
     policy = store.load(settings.policy_location)  # an unusable policy fails the record; PolicyGuard alerts on it
-    findings = handle(event, policy, ports_for(settings, publisher, policy.safety.max_revocations_per_run), logger)
+    findings = handle(event, policy, ports_for(settings, publisher, tags, policy.safety.max_revocations_per_run), logger)
     for finding in findings:
         metrics.add_metric(name="Findings", unit="Count", value=1)
     return [f.model_dump(mode="json") for f in findings]

@@ -24,6 +24,7 @@ class Ports:
     containment: Any  # Containment
     audit: Any  # AuditLog
     publish: Callable[[Finding], Any]
+    bucket_tags: Callable[[str], dict[str, str]] | None = None  # stage_policy.tags.BucketTags
     done: dict[tuple[str, str], str] = field(default_factory=dict)  # actions carried out in this run
 
 
@@ -62,7 +63,7 @@ def respond(decision: Decision, ports: Ports) -> Finding:
 
 def handle(event: dict[str, Any], policy: Policy, ports: Ports, log: Any) -> list[Finding]:
     detail_type = event["detail-type"]
-    detector = Detector(policy, ports.windows, ports.grants.active)
+    detector = Detector(policy, ports.windows, ports.grants.active, ports.bucket_tags)
     if detail_type == "Object Created":
         bucket = (event["detail"].get("bucket") or {}).get("name")
         obj = event["detail"].get("object") or {}

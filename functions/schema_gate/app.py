@@ -17,6 +17,7 @@ from stage_policy.observability import logger, metrics, tracer
 from stage_policy.publish import FindingPublisher
 from stage_policy.settings import Settings
 from stage_policy.store import PolicyStore
+from stage_policy.tags import BucketTags
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -30,6 +31,7 @@ def services() -> tuple[Settings, PolicyStore, Ports]:
         quarantine=Quarantine(s3, settings.gate_role_arn),
         ledger=Ledger(ddb, settings.state_table),
         publish=FindingPublisher(boto3.client("sns"), settings.alerts_topic_arn, ddb, settings.state_table).publish,
+        bucket_tags=BucketTags(s3),
     )
     return settings, PolicyStore(s3), ports
 

@@ -24,10 +24,11 @@ class Ports:
     quarantine: Any  # Quarantine
     ledger: Any  # Ledger
     publish: Callable[[Finding], Any]
+    bucket_tags: Callable[[str], dict[str, str]] | None = None  # stage_policy.tags.BucketTags
 
 
-def contract_for(policy: Policy, bucket: str, key: str) -> Contract | None:
-    stage = stage_for_bucket(policy, bucket).stage
+def contract_for(policy: Policy, bucket: str, key: str, tags: dict[str, str] | None = None) -> Contract | None:
+    stage = stage_for_bucket(policy, bucket, tags).stage
     for contract in policy.contracts:
         if contract.stage == stage and key.startswith(contract.prefix) and (contract.bucket is None or fnmatchcase(bucket, contract.bucket)):
             return contract
@@ -47,7 +48,7 @@ def object_ref(event: dict[str, Any]) -> tuple[str, str, str | None]:
 
 def handle(event: dict[str, Any], policy: Policy, ports: Ports, baselines: Callable[[str], dict[str, Any] | None], log: Any) -> dict[str, Any]:
     bucket, key, version = object_ref(event)
-    contract = contract_for(policy, bucket, key)
+    contract = contract_for(policy, bucket, key, ports.bucket_tags(bucket) if ports.bucket_tags else None)
     if contract is None:
         log.debug("no contract covers this object; skipped", extra={"bucket": bucket, "key": key})
         return {"skipped": "no contract", "key": key}

@@ -12,6 +12,7 @@ import pytest
 
 from stage_policy.publish import FindingPublisher
 from stage_policy.store import PolicyStore
+from stage_policy.tags import BucketTags
 from stagewarden.cfn import load_template
 from tests.helpers import ROOT
 
@@ -107,7 +108,7 @@ def test_exfiltration_is_granted_exactly_what_its_ports_declare(translated) -> N
     granted = {a for p in role["Properties"]["Policies"] for s in _as_list(p["PolicyDocument"]["Statement"])
                if isinstance(s, dict) and s.get("Effect") == "Allow" for a in _as_list(s["Action"])}
     declared = set(PolicyStore.permissions) | set(FindingPublisher.permissions)
-    for port in (AuditLog, Containment, DynamoWindowStore, FileLedger, GrantLookup, LogFileSource):
+    for port in (AuditLog, Containment, DynamoWindowStore, FileLedger, GrantLookup, LogFileSource, BucketTags):
         declared |= set(port.permissions)
     assert granted == declared
 
@@ -122,7 +123,7 @@ def test_schema_gate_is_granted_exactly_what_its_ports_declare(translated) -> No
     granted = {a for p in role["Properties"]["Policies"] for s in _as_list(p["PolicyDocument"]["Statement"])
                if isinstance(s, dict) and s.get("Effect") == "Allow" for a in _as_list(s["Action"])}
     declared = set(PolicyStore.permissions) | set(FindingPublisher.permissions)
-    for port in (gate_ports.ObjectStore, gate_ports.Quarantine, gate_ports.Ledger):
+    for port in (gate_ports.ObjectStore, gate_ports.Quarantine, gate_ports.Ledger, BucketTags):
         declared |= set(port.permissions)
     assert granted == declared
 

@@ -160,10 +160,12 @@ def _parse_time(value: Any) -> datetime:
 class Detector:
     """Feed it one log file (or a batch of management events) at a time; ``finish`` returns decisions."""
 
-    def __init__(self, policy: Policy, windows: WindowStore, grant_active: Callable[[str, str], bool] | None = None):
+    def __init__(self, policy: Policy, windows: WindowStore, grant_active: Callable[[str, str], bool] | None = None,
+                 bucket_tags: Callable[[str], dict[str, str]] | None = None):
         self.policy = policy
         self.windows = windows
         self.grant_active = grant_active or (lambda principal, when: False)
+        self.bucket_tags = bucket_tags  # None: map buckets by name only (the offline scanner)
         self._bucket_stage: dict[str, str | None] = {}
         self._cidrs = tuple(ipaddress.ip_network(c, strict=False) for c in policy.organization.allowed_cidrs)
         self._vpces = frozenset(policy.organization.vpc_endpoint_ids)
@@ -184,7 +186,8 @@ class Detector:
         try:
             return self._bucket_stage[bucket]
         except KeyError:
-            stage = stage_for_bucket(self.policy, bucket).stage
+            tags = self.bucket_tags(bucket) if self.bucket_tags else None
+            stage = stage_for_bucket(self.policy, bucket, tags).stage
             self._bucket_stage[bucket] = stage
             return stage
 

@@ -201,3 +201,22 @@ def test_every_sample_management_event_yields_its_rule(lab, path) -> None:
 
     assert result == {"batchItemFailures": []}
     assert [f["rule"] for f in drain(lab.inbox)] == [expected]
+
+
+def test_a_bucket_tagged_with_a_stage_is_watched_whatever_its_name(lab) -> None:
+    # Given a bucket no name pattern covers, tagged into the lab stage
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="research-scratch")
+    s3.put_bucket_tagging(Bucket="research-scratch", Tagging={"TagSet": [{"Key": "stagewarden:stage", "Value": "prod-discovery"}]})
+    event = sqs_event("log_file_delivered")
+    detail = json.loads(event["Records"][0]["body"])["detail"]
+    from datetime import datetime, timezone
+    records = bulk_download(role=ROLE, session="alice@example.com", bucket="research-scratch", objects=1200,
+                            start=datetime(2026, 11, 22, 8, tzinfo=timezone.utc), seconds=200, nbytes=10,
+                            vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.5")
+    s3.put_object(Bucket=detail["bucket"]["name"], Key=detail["object"]["key"], Body=log_file(records))
+
+    run(lab, event)
+
+    bulk = [f for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download"]
+    assert len(bulk) == 1 and bulk[0]["stage"] == "prod-discovery" and bulk[0]["evidence"]["buckets"] == ["research-scratch"]

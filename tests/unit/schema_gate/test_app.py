@@ -200,3 +200,13 @@ def test_parquet_is_read_from_s3_with_ranged_reads(lab) -> None:
     run(lab, event("object_created_pass", key))
 
     assert tags(key)["stagewarden:validation"] == "passed"
+
+
+def test_a_stage_tag_on_the_bucket_beats_its_name(lab) -> None:
+    # Given the lab-named bucket tagged into final prod, where the transactions contract does not apply
+    boto3.client("s3").put_bucket_tagging(Bucket=BUCKET, Tagging={"TagSet": [{"Key": "stagewarden:stage", "Value": "final-prod"}]})
+    upload(lab, GOOD)
+
+    run(lab, event("object_created_pass"))
+
+    assert tags(GOOD) == {}  # skipped: no contract of final-prod covers it
