@@ -202,3 +202,11 @@ def test_sam_build_succeeds_within_lambdas_size_limit(sam: str, tmp_path: Path) 
     for code in (function, exfil, gate):
         size = sum(p.stat().st_size for d in (layer, code) for p in d.rglob("*") if p.is_file())
         assert size < LAMBDA_UNZIPPED_LIMIT, f"{code.name} + layer unzipped: {size / 1e6:.1f} MB"
+
+
+def test_every_dead_letter_queue_has_an_alarm_on_the_alerts_topic(translated) -> None:
+    resources = translated["Resources"]
+    queues = {k for k, r in resources.items() if r["Type"] == "AWS::SQS::Queue" and "DeadLetter" in k}
+    alarmed = {r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for r in resources.values()
+               if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["AlarmActions"] == [{"Ref": "AlertsTopic"}]}
+    assert queues and queues == alarmed
