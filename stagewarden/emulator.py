@@ -145,7 +145,7 @@ def boto_client(service: str, state: LocalState) -> Any:
 _ORDER = [
     "AWS::KMS::Key", "AWS::KMS::Alias", "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SQS::Queue",
     "AWS::Events::Rule", "AWS::SQS::QueuePolicy", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription",
-    "AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Logs::LogGroup",
+    "AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm",
 ]
 
 
@@ -298,6 +298,17 @@ class Provisioner:
         if "RetentionInDays" in p:
             logs.put_retention_policy(logGroupName=p["LogGroupName"], retentionInDays=int(p["RetentionInDays"]))
         return p["LogGroupName"], "created"
+
+    def _cloudwatch_alarm(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        name = p.get("AlarmName") or self._name(logical)
+        self.client("cloudwatch").put_metric_alarm(
+            AlarmName=name, AlarmDescription=p.get("AlarmDescription", ""), Namespace=p["Namespace"], MetricName=p["MetricName"],
+            Dimensions=p.get("Dimensions", []), Statistic=p["Statistic"], Period=int(p["Period"]),
+            EvaluationPeriods=int(p["EvaluationPeriods"]), Threshold=float(p["Threshold"]),
+            ComparisonOperator=p["ComparisonOperator"], TreatMissingData=p.get("TreatMissingData", "missing"),
+            AlarmActions=p.get("AlarmActions", []),
+        )
+        return name, "created (moto stores alarms; it does not evaluate SQS metrics)"
 
     def _serverless_layerversion(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
         return f"local:{p['ContentUri']}", NOT_EMULATED["AWS::Serverless::LayerVersion"]
