@@ -220,3 +220,74 @@ def test_a_bucket_tagged_with_a_stage_is_watched_whatever_its_name(lab) -> None:
 
     bulk = [f for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download"]
     assert len(bulk) == 1 and bulk[0]["stage"] == "prod-discovery" and bulk[0]["evidence"]["buckets"] == ["research-scratch"]
+
+
+def deliver(lab, key: str, records: list[dict]) -> dict:
+    event = sqs_event("log_file_delivered")
+    body = json.loads(event["Records"][0]["body"])
+    body["detail"]["object"]["key"] = key
+    body["detail"]["object"]["etag"] = key
+    event["Records"][0]["body"] = json.dumps(body)
+    boto3.client("s3").put_object(Bucket=body["detail"]["bucket"]["name"], Key=key, Body=log_file(records))
+    return event
+
+
+def test_client_tools_are_learned_across_log_files_in_dynamodb(lab) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    # Given alice reading the lab with boto3 on a server for longer than the learning period
+    t0 = datetime(2026, 11, 1, 8, tzinfo=timezone.utc)
+    ua = "[Boto3/1.34.69 md/Botocore#1.34.69 os/linux#5.10]"
+    common = dict(role=ROLE, session="alice@example.com", bucket="acme-lab-data", objects=5, seconds=10, nbytes=10,
+                  vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.7")
+    run(lab, deliver(lab, "AWSLogs/a/day0.json.gz", bulk_download(start=t0, user_agent=ua, **common)))
+    run(lab, deliver(lab, "AWSLogs/a/day15.json.gz", bulk_download(start=t0 + timedelta(days=15), user_agent=ua, **common)))
+    assert drain(lab.inbox) == []
+
+    # When she later pulls data with rclone
+    run(lab, deliver(lab, "AWSLogs/a/day16.json.gz",
+                     bulk_download(start=t0 + timedelta(days=16), user_agent="rclone/v1.66.0", **common)))
+
+    # Then the new client tool is flagged, with what was known
+    findings = drain(lab.inbox)
+    assert [f["rule"] for f in findings] == ["exfil.new-client-tool"]
+    assert findings[0]["evidence"]["new_client_families"] == ["rclone"] and findings[0]["evidence"]["known_client_families"] == ["boto3"]
+
+
+def test_a_human_writing_to_final_prod_is_flagged(lab) -> None:
+    import random
+    from datetime import datetime, timezone
+
+    from stagewarden.trailgen import data_event
+
+    boto3.client("s3").create_bucket(Bucket="acme-prod-models")
+    rng = random.Random(3)
+    records = [data_event(role="AWSReservedSSO_PowerUser_1a2b", session="bob@example.com", bucket="acme-prod-models",
+                          key=f"models/v{i}.tar.gz", when=datetime(2026, 11, 22, 9, tzinfo=timezone.utc), rng=rng,
+                          name="PutObject", vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.9") for i in range(3)]
+
+    run(lab, deliver(lab, "AWSLogs/a/prod.json.gz", records))
+
+    findings = drain(lab.inbox)
+    assert [(f["rule"], f["stage"]) for f in findings] == [("access.prod-human", "final-prod")]
+    assert findings[0]["evidence"]["human_events"] == 3 and findings[0]["action"].startswith("dry run: would revoke sessions")
+
+
+def test_an_active_break_glass_grant_covers_human_access_to_prod(lab) -> None:
+    import random
+    from datetime import datetime, timezone
+
+    from stagewarden.trailgen import data_event
+
+    boto3.client("s3").create_bucket(Bucket="acme-prod-models")
+    when = datetime(2026, 11, 22, 9, tzinfo=timezone.utc)
+    boto3.client("dynamodb").put_item(TableName=lab.refs["StateTable"], Item={
+        "pk": {"S": "breakglass#grant#BreakGlassProd"}, "sk": {"S": "grant"},
+        "expires_at": {"N": str(int(when.timestamp()) + 3600)}})
+    rng = random.Random(4)
+    records = [data_event(role="BreakGlassProd", session="oncall@example.com", bucket="acme-prod-models", key="models/v1.tar.gz",
+                          when=when, rng=rng, vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.9")]
+
+    run(lab, deliver(lab, "AWSLogs/a/bg.json.gz", records))
+
+    assert [f["rule"] for f in drain(lab.inbox)] == []
