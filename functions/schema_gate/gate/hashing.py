@@ -107,8 +107,16 @@ def value_hash(arr: pa.Array) -> pa.Array:
         bits = pc.cast(arr.fill_null(0.0).view(pa.int64()), _U64, safe=False)
     elif pa.types.is_integer(t) or pa.types.is_temporal(t) or pa.types.is_boolean(t):
         bits = pc.cast(pc.cast(arr, pa.int64(), safe=False).fill_null(0), _U64, safe=False)
-    else:
+    elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return string_hash(arr)
+    else:  # nested, decimal, dictionary, ...: hash a canonical text form (rare; row by row)
+        try:
+            return string_hash(pc.cast(arr, pa.string()))
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+            import json
+
+            text = [None if v is None else json.dumps(v, sort_keys=True, default=str) for v in arr.to_pylist()]
+            return string_hash(pa.array(text, pa.string()))
     bits = pc.multiply(pc.add(bits, _u64(0x632BE59BD9B4E019)), _u64(_K))
     if arr.null_count:
         bits = pc.if_else(pc.is_valid(arr), bits, _u64(_NULL))

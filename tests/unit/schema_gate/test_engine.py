@@ -237,3 +237,16 @@ def test_row_numbers_stay_exact_after_rows_the_reader_skipped() -> None:
     assert report["rows"] == 10
     assert got[("columns", None)] == (2, [3, 9])
     assert got[("enum", "category")] == (1, [7]) and got[("regex", "email")] == (1, [10])
+
+
+def test_parquet_with_an_extra_nested_column_is_hashed_not_a_crash() -> None:
+    contract = CONTRACT.model_copy(update={"format": "parquet", "exact_columns": False})
+    row = {"id": 1, "user_id": 5, "amount": 1.5, "score": 0.5, "name": "Kalo", "email": "k.5@example.com",
+           "event_ts": datetime(2022, 1, 1), "category": "A", "tags": [{"k": "a"}]}
+    table = pa.Table.from_pylist([row, {**row, "id": 2, "tags": [{"k": "b"}]}, {**row, "id": 2, "tags": [{"k": "b"}]}])
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+
+    got = failed(run(buf.getvalue(), "f.parquet", contract))
+
+    assert got[("duplicate_rows", None)] == (1, [3]) and got[("unique", "id")] == (1, [3])
