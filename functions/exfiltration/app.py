@@ -22,20 +22,27 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 @cache
+def client(service: str) -> Any:
+    """One boto3 client per service per container (creating one costs tens of milliseconds)."""
+    return boto3.client(service)
+
+
+@cache
 def services() -> tuple[Settings, PolicyStore, FindingPublisher, BucketTags]:
     settings = Settings.from_env()
-    publisher = FindingPublisher(boto3.client("sns"), settings.alerts_topic_arn, boto3.client("dynamodb"), settings.state_table)
-    return settings, PolicyStore(boto3.client("s3")), publisher, BucketTags(boto3.client("s3"))
+    publisher = FindingPublisher(client("sns"), settings.alerts_topic_arn, client("dynamodb"), settings.state_table)
+    return settings, PolicyStore(client("s3")), publisher, BucketTags(client("s3"))
 
 
 def ports_for(settings: Settings, publisher: FindingPublisher, tags: BucketTags, max_revocations: int) -> Ports:
-    ddb = boto3.client("dynamodb")
+    """Ports for one log file or event: per-run state (revocation cap, grants read) on cached clients."""
+    ddb = client("dynamodb")
     return Ports(
-        source=LogFileSource(boto3.client("s3")),
+        source=LogFileSource(client("s3")),
         windows=DynamoWindowStore(ddb, settings.state_table),
         ledger=FileLedger(ddb, settings.state_table),
         grants=GrantLookup(ddb, settings.state_table),
-        containment=Containment(boto3.client, max_revocations),
+        containment=Containment(client, max_revocations),
         audit=AuditLog(ddb, settings.audit_table),
         publish=publisher.publish,
         bucket_tags=tags,
