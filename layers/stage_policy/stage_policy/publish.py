@@ -1,17 +1,27 @@
 """The one way findings leave a function: SNS, with attributes subscriptions can filter on.
 
-Optional de-duplication keeps it to one alert per incident: the first finding with a
-``dedup_key`` is published; repeats inside the window only bump ``count`` and
-``last_seen`` in the state table.
+Honours the policy's ``alerts`` section:
+
+* ``min_severity``: findings below it are not published (the caller logs them);
+* ``dedup_window_minutes``: one alert per incident (same ``dedup_key``) per window;
+  repeats only bump ``count`` and ``last_seen`` in the state table;
+* an **escalation** (a repeat at a higher severity than any published for the incident)
+  is published at once, and only once per severity level (a conditional write decides
+  which of two racing repeats publishes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from stage_policy.findings import Finding
+from stage_policy import keys
+from stage_policy.errors import is_code
+from stage_policy.findings import SEVERITY_ORDER, Finding, at_least
+
+if TYPE_CHECKING:
+    from stage_policy.model import Alerts
 
 
 @dataclass(frozen=True)
@@ -19,23 +29,22 @@ class PublishResult:
     published: bool
     message_id: str | None
     count: int
+    reason: str = ""
 
 
 class FindingPublisher:
     """Publishes findings to the alerts topic. Takes its boto3 clients in the constructor."""
 
-    #: IAM actions this port uses (the template grants exactly these; KMS because the topic is encrypted).
+    #: IAM actions this port uses (KMS because the topic is encrypted).
     permissions = ("sns:Publish", "kms:GenerateDataKey", "kms:Decrypt", "dynamodb:UpdateItem")
 
-    def __init__(self, sns_client: Any, topic_arn: str, dynamodb_client: Any = None, state_table: str | None = None,
-                 dedup_window: timedelta = timedelta(hours=24)):
+    def __init__(self, sns_client: Any, topic_arn: str, dynamodb_client: Any = None, state_table: str | None = None):
         if not topic_arn:
             raise ValueError("alerts topic ARN is empty (set STAGEWARDEN_ALERTS_TOPIC_ARN)")
         self._sns = sns_client
         self._topic_arn = topic_arn
         self._ddb = dynamodb_client
         self._table = state_table
-        self._window = dedup_window
 
     @staticmethod
     def attributes(finding: Finding) -> dict[str, dict[str, str]]:
@@ -47,12 +56,19 @@ class FindingPublisher:
         }
         return {k: {"DataType": "String", "StringValue": v} for k, v in attrs.items()}
 
-    def publish(self, finding: Finding) -> PublishResult:
-        count = 1
+    def publish(self, finding: Finding, alerts: Alerts | None = None) -> PublishResult:
+        min_severity = alerts.min_severity if alerts is not None else "low"
+        window = timedelta(minutes=alerts.dedup_window_minutes if alerts is not None else 24 * 60)
+        if not at_least(finding.severity, min_severity):
+            return PublishResult(False, None, 0, f"below alerts.min_severity ({min_severity})")
+        count, reason = 1, "new incident"
         if self._ddb is not None and self._table:
-            count = self._record(finding)
-            if count > 1:
-                return PublishResult(False, None, count)
+            count, reason = self._record(finding, window)
+            if not reason:
+                return PublishResult(False, None, count, "repeat inside alerts.dedup_window_minutes")
+        finding.count = count
+        if reason.startswith("escalated"):
+            finding.evidence["escalated"] = reason
         subject = f"[{finding.severity.upper()}] {finding.rule} {finding.stage or ''}".strip()[:100]
         response = self._sns.publish(
             TopicArn=self._topic_arn,
@@ -60,41 +76,53 @@ class FindingPublisher:
             Subject=subject,
             MessageAttributes=self.attributes(finding),
         )
-        return PublishResult(True, response["MessageId"], count)
+        return PublishResult(True, response["MessageId"], count, reason)
 
-    def _record(self, finding: Finding) -> int:
-        """Count this occurrence; returns the count within the current window (1 = new incident)."""
+    def _record(self, finding: Finding, window: timedelta) -> tuple[int, str]:
+        """Count this occurrence. Returns (count in window, why to publish); an empty reason means suppress."""
         seen = finding.last_seen or finding.first_seen
         now = int(seen.timestamp())
-        expires = int((seen + self._window).timestamp())
-        key = {"pk": {"S": f"dedup#{finding.dedup_key}"}, "sk": {"S": "alert"}}
+        expires = int((seen + window).timestamp())
+        rank = SEVERITY_ORDER[finding.severity]
+        key = keys.alert_dedup(finding.dedup_key)
+        names = {"#count": "count", "#rule": "rule", "#top": "top_severity"}
+        values = {":now": {"N": str(now)}, ":exp": {"N": str(expires)}, ":one": {"N": "1"},
+                  ":rule": {"S": finding.rule}, ":rank": {"N": str(rank)}}
         try:
-            response = self._ddb.update_item(
-                TableName=self._table,
-                Key=key,
+            old = self._ddb.update_item(
+                TableName=self._table, Key=key,
                 UpdateExpression="SET first_seen = if_not_exists(first_seen, :now), last_seen = :now, "
-                "expires_at = if_not_exists(expires_at, :exp), #rule = :rule ADD #count :one",
+                "expires_at = if_not_exists(expires_at, :exp), #rule = :rule, #top = if_not_exists(#top, :rank) "
+                "ADD #count :one",
                 ConditionExpression="attribute_not_exists(expires_at) OR expires_at > :now",
-                ExpressionAttributeNames={"#count": "count", "#rule": "rule"},
-                ExpressionAttributeValues={
-                    ":now": {"N": str(now)}, ":exp": {"N": str(expires)}, ":one": {"N": "1"},
-                    ":rule": {"S": finding.rule},
-                },
-                ReturnValues="ALL_NEW",
-            )
-        except Exception as exc:  # botocore ClientError, matched by code to keep botocore out of the import path
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values, ReturnValues="ALL_OLD",
+            ).get("Attributes")
+        except Exception as exc:
+            if not is_code(exc, "ConditionalCheckFailedException"):
                 raise
             # the previous incident's window is over (TTL deletion lags): this is a new incident
-            response = self._ddb.update_item(
-                TableName=self._table,
-                Key=key,
-                UpdateExpression="SET first_seen = :now, last_seen = :now, expires_at = :exp, #rule = :rule, #count = :one",
-                ExpressionAttributeNames={"#count": "count", "#rule": "rule"},
-                ExpressionAttributeValues={
-                    ":now": {"N": str(now)}, ":exp": {"N": str(expires)}, ":one": {"N": "1"},
-                    ":rule": {"S": finding.rule},
-                },
-                ReturnValues="ALL_NEW",
+            self._ddb.update_item(
+                TableName=self._table, Key=key,
+                UpdateExpression="SET first_seen = :now, last_seen = :now, expires_at = :exp, #rule = :rule, "
+                "#top = :rank, #count = :one",
+                ExpressionAttributeNames=names, ExpressionAttributeValues=values,
             )
-        return int(response["Attributes"]["count"]["N"])
+            return 1, "new incident (previous window over)"
+        if not old:
+            return 1, "new incident"
+        count = int(old.get("count", {}).get("N", "0")) + 1
+        top = int(old.get("top_severity", {}).get("N", str(rank)))
+        if rank <= top:
+            return count, ""
+        try:  # exactly one of racing repeats publishes the escalation
+            self._ddb.update_item(
+                TableName=self._table, Key=key, UpdateExpression="SET #top = :rank",
+                ConditionExpression="#top < :rank", ExpressionAttributeNames={"#top": "top_severity"},
+                ExpressionAttributeValues={":rank": {"N": str(rank)}},
+            )
+        except Exception as exc:
+            if not is_code(exc, "ConditionalCheckFailedException"):
+                raise
+            return count, ""
+        previous = next(name for name, value in SEVERITY_ORDER.items() if value == top)
+        return count, f"escalated from {previous} to {finding.severity}"

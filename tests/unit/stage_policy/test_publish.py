@@ -11,6 +11,7 @@ from moto import mock_aws
 from pydantic import ValidationError
 
 from stage_policy.findings import FINDING_SCHEMA_VERSION, Finding, at_least
+from stage_policy.model import Alerts
 from stage_policy.publish import FindingPublisher
 
 
@@ -88,14 +89,54 @@ def test_repeats_of_one_incident_alert_once_and_are_counted(aws) -> None:
 
 
 def test_after_the_window_the_same_incident_alerts_again(aws) -> None:
-    publisher = FindingPublisher(aws["sns"], aws["topic"], aws["ddb"], "state", dedup_window=timedelta(minutes=30))
+    # Given alerts.dedup_window_minutes of 30
+    publisher = FindingPublisher(aws["sns"], aws["topic"], aws["ddb"], "state")
+    alerts = Alerts(dedup_window_minutes=30)
     t0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 
-    first = publisher.publish(finding(first_seen=t0))
-    later = publisher.publish(finding(first_seen=t0 + timedelta(hours=2)))
+    # When the incident repeats inside the window and again after it
+    first = publisher.publish(finding(first_seen=t0), alerts)
+    inside = publisher.publish(finding(first_seen=t0 + timedelta(minutes=29)), alerts)
+    later = publisher.publish(finding(first_seen=t0 + timedelta(minutes=31)), alerts)
 
-    assert first.published and later.published and later.count == 1
+    # Then the repeat inside is held back and the one after alerts again as a new incident
+    assert first.published and not inside.published and later.published and later.count == 1
     assert len(received(aws)) == 2
+    item = aws["ddb"].get_item(TableName="state", Key={"pk": {"S": f"dedup#{finding().dedup_key}"}, "sk": {"S": "alert"}})["Item"]
+    assert int(item["expires_at"]["N"]) == int((t0 + timedelta(minutes=31 + 30)).timestamp())
+
+
+def test_min_severity_holds_back_findings_below_it(aws) -> None:
+    # Given alerts.min_severity high
+    publisher = FindingPublisher(aws["sns"], aws["topic"], aws["ddb"], "state")
+    alerts = Alerts(min_severity="high")
+
+    # When a medium and a critical finding are published
+    low = publisher.publish(finding(severity="medium", resource="arn:aws:s3:::a"), alerts)
+    high = publisher.publish(finding(severity="critical", resource="arn:aws:s3:::b"), alerts)
+
+    # Then only the critical one reaches the topic, and the medium one is not even counted
+    assert not low.published and "min_severity" in low.reason and high.published
+    assert [json.loads(m["Body"])["resource"] for m in received(aws)] == ["arn:aws:s3:::b"]
+    assert "Item" not in aws["ddb"].get_item(
+        TableName="state", Key={"pk": {"S": f"dedup#{finding(severity='medium', resource='arn:aws:s3:::a').dedup_key}"}, "sk": {"S": "alert"}})
+
+
+def test_an_escalation_inside_the_window_is_published_at_once_and_only_once(aws) -> None:
+    # Given an incident published at medium
+    publisher = FindingPublisher(aws["sns"], aws["topic"], aws["ddb"], "state")
+    t0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+    publisher.publish(finding(severity="medium", first_seen=t0))
+
+    # When it repeats at medium, then at critical twice, then at high
+    results = [publisher.publish(finding(severity=sev, first_seen=t0 + timedelta(minutes=i + 1)))
+               for i, sev in enumerate(["medium", "critical", "critical", "high"])]
+
+    # Then only the first critical is published, as an escalation carrying the count so far
+    assert [r.published for r in results] == [False, True, False, False]
+    msgs = [json.loads(m["Body"]) for m in received(aws)]
+    assert [m["severity"] for m in msgs] == ["medium", "critical"]
+    assert msgs[1]["count"] == 3 and msgs[1]["evidence"]["escalated"] == "escalated from medium to critical"
 
 
 def test_distinct_incidents_are_not_merged(aws) -> None:

@@ -1,0 +1,84 @@
+"""Decide, then act: the typed actions every guardrail returns, and the decision that holds them.
+
+Domain code (pure, no boto3) returns a :class:`Decision`: at most one finding and the
+actions the policy calls for. The :class:`~stage_policy.executor.Executor` carries the
+actions out (``enforce``) or describes them (``dry_run``), under the per-invocation caps,
+and records each in the audit ledger. Like Cloud Custodian's actions, every action class
+declares the IAM actions it needs in ``permissions``; the template test derives each
+function's IAM statements from the classes the function uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from stage_policy.findings import Finding
+
+#: service name -> boto3 client (cached per container by :mod:`stage_policy.runtime`)
+Clients = Callable[[str], Any]
+Mode = Literal["enforce", "dry_run"]
+#: Which ``safety.max_<cap>_per_run`` budget an action spends.
+Cap = Literal["revocations", "deletions"]
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step the executor carries out through boto3, or in dry run describes.
+
+    Subclasses set ``kind`` and ``permissions`` and implement :meth:`describe` and
+    :meth:`apply`. ``remediation = False`` marks bookkeeping that happens in every mode
+    (writing a validation report, tagging what was checked); remediation happens only
+    in ``enforce``. ``cap`` names the per-invocation budget the action spends.
+    """
+
+    kind: ClassVar[str] = "action"
+    permissions: ClassVar[tuple[str, ...]] = ()
+    remediation: ClassVar[bool] = True
+    cap: ClassVar[Cap | None] = None
+
+    target: str
+
+    def describe(self) -> str:
+        """What :meth:`apply` would do, as the object of "would ..." (one line)."""
+        raise NotImplementedError
+
+    def apply(self, clients: Clients) -> str:
+        """Carry the action out; return what was done (one line). Raise on failure."""
+        raise NotImplementedError
+
+    def weight(self) -> int:
+        """How much of its cap this action spends (a batch delete of 40 versions spends 40)."""
+        return 1
+
+    def identity(self) -> tuple[Any, ...]:
+        """Two actions with the same identity in one invocation are carried out once."""
+        return (type(self).__name__, self.target)
+
+
+@dataclass
+class Decision:
+    """What the domain decided for one incident: a finding (or none) and the actions to take."""
+
+    finding: Finding | None
+    actions: list[Action] = field(default_factory=list)
+    stage: str | None = None
+    #: ``alert`` when the policy asks for alerts only: the finding says so instead of "none".
+    response: str = "contain"
+
+
+Status = Literal["done", "dry_run", "skipped", "failed", "duplicate"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one action."""
+
+    kind: str
+    target: str
+    status: Status
+    detail: str
+
+    def line(self) -> str:
+        return self.detail

@@ -1,0 +1,127 @@
+"""Typed events: every input a guardrail accepts, parsed into a model or rejected with a named part.
+
+Built on Powertools parser models (``EventBridgeModel``, ``S3EventNotificationEventBridgeModel``),
+imported on first parse rather than at module import: they cost ~100 ms of model
+building, which a cold start pays only when the first event arrives.
+
+An input that does not parse raises :class:`EventError`, whose message names the event
+part (``record body.detail.object.key: is required``). Handlers let it fail that one SQS
+record (partial-batch failure), so the rest of the batch goes on and the bad message
+lands in the dead-letter queue; nothing is remediated on malformed input.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+#: The EventBridge detail types Stagewarden understands.
+OBJECT_CREATED = "Object Created"
+API_CALL = "AWS API Call via CloudTrail"
+SCHEDULED = "Scheduled Event"
+
+
+class EventError(ValueError):
+    """Malformed input. ``part`` names where (``record body.detail.bucket.name``)."""
+
+    def __init__(self, part: str, problem: str):
+        self.part, self.problem = part, problem
+        super().__init__(f"{part}: {problem}")
+
+
+@cache
+def _models() -> dict[str, Any]:
+    """Build the event models once per container (deferred: see the module docstring)."""
+    from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, S3EventNotificationEventBridgeModel
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class CloudTrailDetail(BaseModel):
+        """The CloudTrail record inside an "AWS API Call via CloudTrail" event; unknown fields kept."""
+
+        model_config = ConfigDict(extra="allow")
+        eventName: str = Field(min_length=1)  # noqa: N815 - CloudTrail's spelling
+        eventSource: str = Field(min_length=1)  # noqa: N815
+        eventTime: str | None = None  # noqa: N815
+        eventID: str | None = None  # noqa: N815
+
+    class ApiCallModel(EventBridgeModel):
+        detail: CloudTrailDetail
+
+    class ConfigRuleInvocation(BaseModel):
+        """An AWS Config custom rule invocation (Powertools has a data class for it, not a parser model)."""
+
+        model_config = ConfigDict(extra="allow")
+        invokingEvent: str  # noqa: N815 - JSON text
+        ruleParameters: str | None = None  # noqa: N815
+        resultToken: str  # noqa: N815
+        eventLeftScope: bool = False  # noqa: N815
+        configRuleName: str  # noqa: N815
+        accountId: str  # noqa: N815
+
+    return {
+        OBJECT_CREATED: S3EventNotificationEventBridgeModel,
+        API_CALL: ApiCallModel,
+        SCHEDULED: EventBridgeModel,
+        "config": ConfigRuleInvocation,
+    }
+
+
+def _validate(model: Any, data: Any, part: str) -> Any:
+    from pydantic import ValidationError
+
+    from stage_policy.loader import _format_loc, _message
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        loc = _format_loc(tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p)))
+        extra = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise EventError(f"{part}.{loc}" if loc else part, _message(err) + extra) from None
+
+
+def load_json(body: Any, part: str = "record body") -> Any:
+    """JSON text (or bytes) to a value; already-parsed values pass through."""
+    if isinstance(body, (dict, list)):
+        return body
+    if isinstance(body, bytes):
+        try:
+            body = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EventError(part, "not UTF-8 text") from None
+    if not isinstance(body, str):
+        raise EventError(part, f"expected JSON text, got {type(body).__name__}")
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise EventError(part, f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+
+
+def parse_eventbridge(body: Any, accept: tuple[str, ...], part: str = "record body") -> Any:
+    """An EventBridge event of one of the ``accept``-ed detail types, as its typed model.
+
+    The result's ``detail_type`` tells which; for API calls ``detail`` keeps every
+    CloudTrail field (``detail.model_dump()``).
+    """
+    data = load_json(body, part)
+    if not isinstance(data, dict):
+        raise EventError(part, f"not an EventBridge event (a JSON {type(data).__name__}, not an object)")
+    detail_type = data.get("detail-type")
+    if not isinstance(detail_type, str):
+        raise EventError(f"{part}.detail-type", "is required (not an EventBridge event)")
+    if detail_type not in accept:
+        wanted = " or ".join(repr(a) for a in accept)
+        raise EventError(f"{part}.detail-type", f"unsupported {detail_type[:80]!r} (expected {wanted})")
+    return _validate(_models()[detail_type], data, part)
+
+
+def parse_config_invocation(event: Any, part: str = "event") -> tuple[Any, dict[str, Any]]:
+    """An AWS Config rule invocation and its decoded ``invokingEvent``."""
+    if not isinstance(event, dict):
+        raise EventError(part, "not an AWS Config rule invocation (not a JSON object)")
+    model = _validate(_models()["config"], event, part)
+    invoking = load_json(model.invokingEvent, f"{part}.invokingEvent")
+    if not isinstance(invoking, dict) or not isinstance(invoking.get("messageType"), str):
+        raise EventError(f"{part}.invokingEvent.messageType", "is required")
+    return model, invoking

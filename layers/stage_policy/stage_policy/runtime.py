@@ -1,0 +1,125 @@
+"""What every handler needs, built lazily once per container: clients, settings, policy, publisher, replay safety.
+
+Nothing here runs at import (moto must be active before a client exists, and a cold start
+pays only for what it uses). A handler keeps one :class:`Runtime` at module level and asks
+it, per invocation, for a fresh :class:`~stage_policy.executor.Executor` (caps count per
+invocation) and for :meth:`Runtime.once` (replay safety through Powertools Idempotency on
+the state table: one mechanism for every function).
+"""
+
+from __future__ import annotations
+
+from functools import cache, cached_property
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
+
+from stage_policy import keys
+
+if TYPE_CHECKING:
+    from stage_policy.executor import Executor
+    from stage_policy.findings import Finding
+    from stage_policy.model import Policy
+    from stage_policy.publish import FindingPublisher, PublishResult
+    from stage_policy.settings import Settings
+    from stage_policy.store import PolicyStore
+    from stage_policy.tags import BucketTags
+
+T = TypeVar("T")
+#: How long a processed event is remembered: longer than SQS retention of the source queues (4 days)
+#: plus a DLQ redrive after a fix.
+REPLAY_WINDOW_SECONDS = 7 * 24 * 3600
+
+#: IAM actions of Powertools Idempotency's DynamoDB persistence layer.
+IDEMPOTENCY_PERMISSIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+
+
+@cache
+def client(service: str) -> Any:
+    """One boto3 client per service per container (creating one costs tens of milliseconds)."""
+    import boto3
+
+    return boto3.client(service)
+
+
+class Runtime:
+    """The per-container services of one function. Create at module level; nothing is built until asked."""
+
+    def __init__(self, clients: Callable[[str], Any] = client):
+        self.clients = clients
+
+    @cached_property
+    def settings(self) -> Settings:
+        from stage_policy.settings import Settings
+
+        return Settings.from_env()
+
+    @cached_property
+    def store(self) -> PolicyStore:
+        from stage_policy.store import PolicyStore
+
+        return PolicyStore(self.clients("s3"))
+
+    @cached_property
+    def publisher(self) -> FindingPublisher:
+        from stage_policy.publish import FindingPublisher
+
+        return FindingPublisher(self.clients("sns"), self.settings.alerts_topic_arn, self.clients("dynamodb"),
+                                self.settings.state_table)
+
+    @cached_property
+    def bucket_tags(self) -> BucketTags:
+        from stage_policy.tags import BucketTags
+
+        return BucketTags(self.clients("s3"))
+
+    def policy(self) -> Policy:
+        """The current policy (cached, refreshed every few minutes). An unusable one raises PolicyError."""
+        return self.store.load(self.settings.policy_location)
+
+    def executor(self, policy: Policy) -> Executor:
+        """A fresh executor: build one per invocation, so caps count across the whole batch."""
+        from stage_policy.executor import AuditLedger, Executor
+
+        ledger = AuditLedger(self.clients("dynamodb"), self.settings.audit_table, self.settings.function_name)
+        return Executor(self.clients, policy, self.settings.default_mode, ledger)
+
+    def publish(self, policy: Policy) -> Callable[[Finding], PublishResult]:
+        """``publish(finding)`` honouring the policy's ``alerts`` section."""
+        publisher, alerts = self.publisher, policy.alerts
+        return lambda finding: publisher.publish(finding, alerts)
+
+    @cached_property
+    def _idempotency(self) -> tuple[Any, Any, Any]:
+        from aws_lambda_powertools.utilities.idempotency import (
+            DynamoDBPersistenceLayer,
+            IdempotencyConfig,
+            idempotent_function,
+        )
+
+        persistence = DynamoDBPersistenceLayer(
+            table_name=self.settings.state_table, key_attr="pk", sort_key_attr="sk",
+            static_pk_value=keys.idempotency_pk(self.settings.function_name), expiry_attr=keys.EXPIRES_AT,
+            boto3_client=self.clients("dynamodb"),
+        )
+        config = IdempotencyConfig(event_key_jmespath="key", raise_on_no_idempotency_key=True,
+                                   expires_after_seconds=REPLAY_WINDOW_SECONDS)
+        return idempotent_function, config, persistence
+
+    def register_context(self, context: Any) -> None:
+        """Lets an in-progress replay record expire with the invocation (Powertools needs the remaining time)."""
+        if context is not None and hasattr(context, "get_remaining_time_in_millis"):
+            self._idempotency[1].register_lambda_context(context)
+
+    def once(self, key: str, work: Callable[[], T]) -> T:
+        """Run ``work`` once per ``key``: a redelivered event returns the first run's (JSON) result.
+
+        A run that raises leaves no record, so the retry runs again. A duplicate arriving while
+        the first is still running fails its record (IdempotencyAlreadyInProgressError) and is
+        retried by SQS, by which time the first has finished.
+        """
+        idempotent_function, config, persistence = self._idempotency
+
+        @idempotent_function(data_keyword_argument="event", config=config, persistence_store=persistence)
+        def guarded(event: dict[str, str]) -> Any:
+            return work()
+
+        return guarded(event={"key": key})
