@@ -246,7 +246,8 @@ def run(template: Path, policy: Path) -> int:
         proc, endpoint = emulator.start_server(Path(tmp) / "moto_server.log")
         try:
             state = emulator.LocalState(endpoint=endpoint, pid=proc.pid, stack_name="stagewarden-demo")
-            emulator.provision(template, state, {"LogLevel": "WARNING"})
+            # the demo plays an operator who has opted in: the policy's per-stage modes decide
+            emulator.provision(template, state, {"LogLevel": "WARNING", "DefaultRemediationMode": "enforce"})
             emulator.seed_policy(state, policy)
             summary = Demo(template, policy, state).run()
         finally:

@@ -98,8 +98,7 @@ def _lambda_process(spec: FunctionSpec, extra_env: dict[str, str]) -> Iterator[N
     saved_env = dict(os.environ)
     saved_path = list(sys.path)
     local_modules = {p.stem for p in spec.code_dir.glob("*.py")} | {p.name for p in spec.code_dir.iterdir() if (p / "__init__.py").exists()}
-    for name in local_modules:
-        sys.modules.pop(name, None)  # another function's `app` must not answer for this one
+    _fresh_container(local_modules)
     os.environ.update(extra_env)
     os.environ.update(spec.environment)
     os.environ.update({
@@ -115,8 +114,16 @@ def _lambda_process(spec: FunctionSpec, extra_env: dict[str, str]) -> Iterator[N
         os.environ.clear()
         os.environ.update(saved_env)
         sys.path[:] = saved_path
-        for name in local_modules:
-            sys.modules.pop(name, None)
+        _fresh_container(local_modules)
+
+
+def _fresh_container(local_modules: set[str]) -> None:
+    """Forget the function's modules (and their submodules) and the layer's per-container clients: a cold start."""
+    for name in [m for m in sys.modules if m in local_modules or m.split(".", 1)[0] in local_modules]:
+        sys.modules.pop(name, None)
+    runtime = sys.modules.get("stage_policy.runtime")
+    if runtime is not None:
+        runtime.client.cache_clear()
 
 
 def invoke(spec: FunctionSpec, event: Any, extra_env: dict[str, str] | None = None) -> Any:

@@ -35,7 +35,9 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def running(project: Path):
-    up = cli("local", "up", "-t", str(project), "--policy", str(ROOT / "policy.example.yaml"))
+    # deployed as an operator who has opted in to remediation: the policy's stage modes decide
+    up = cli("local", "up", "-t", str(project), "--policy", str(ROOT / "policy.example.yaml"),
+             "--parameter-overrides", "DefaultRemediationMode=enforce")
     assert up.returncode == 0, up.stdout + up.stderr
     state = emulator.read_state(project)
     try:

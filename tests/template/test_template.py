@@ -101,15 +101,13 @@ def test_policy_guard_is_granted_exactly_what_its_ports_declare(translated) -> N
     assert granted == declared
 
 
-def test_exfiltration_is_granted_exactly_what_its_ports_declare(translated) -> None:
-    from ports import AuditLog, Containment, DynamoWindowStore, FileLedger, GrantLookup, LogFileSource
+def test_exfiltration_is_granted_exactly_what_its_classes_declare(translated) -> None:
+    from exfil.handler import USES
 
     role = translated["Resources"]["ExfiltrationFunctionRole"]
     granted = {a for p in role["Properties"]["Policies"] for s in _as_list(p["PolicyDocument"]["Statement"])
                if isinstance(s, dict) and s.get("Effect") == "Allow" for a in _as_list(s["Action"])}
-    declared = set(PolicyStore.permissions) | set(FindingPublisher.permissions)
-    for port in (AuditLog, Containment, DynamoWindowStore, FileLedger, GrantLookup, LogFileSource, BucketTags):
-        declared |= set(port.permissions)
+    declared = {a for cls in USES for a in cls.permissions}
     assert granted == declared
 
 

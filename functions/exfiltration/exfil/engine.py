@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Protocol
 
+from exfil.actions import RevokeSessions, from_undo
 from exfil.reader import ReadStats
 from exfil.records import client_family, event_minute, in_cidrs, is_human, is_public_ip, principal_of
 from exfil.rules import SINGLE_EVENT_NAMES, SINGLE_EVENT_RULES, Verdict
 
+from stage_policy.actions import Action, Decision
 from stage_policy.findings import Finding
 from stage_policy.mapping import stage_for_bucket, stage_for_role
 from stage_policy.model import Policy, Stage
@@ -88,31 +90,6 @@ def worst_window(minutes: dict[int, list[int]], touched: Iterable[int], width: i
         if (count, nbytes) > (best[2], best[3]):
             best = (end - width + 1, end, count, nbytes)
     return best
-
-
-@dataclass
-class Action:
-    """A containment step the port can carry out (or, in dry run, describe)."""
-
-    kind: str  # revoke-sessions | revert-bucket-policy | revert-bucket-acl | revert-replication | unshare-*
-    target: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-    def describe(self) -> str:
-        return {
-            "revoke-sessions": f"revoke sessions of role {self.target} issued before now (inline deny on aws:TokenIssueTime)",
-            "revert-bucket-policy": f"remove the external statements from the bucket policy of {self.target}",
-            "revert-bucket-acl": f"reset the ACL of {self.target} to private (owner only)",
-            "revert-replication": f"remove replication rules of {self.target} to external accounts",
-        }.get(self.kind, f"{self.kind.replace('-', ' ')} {self.target} from {', '.join(self.params.get('accounts', []))}")
-
-
-@dataclass
-class Decision:
-    finding: Finding
-    actions: list[Action]
-    mode: str  # enforce | dry_run
-    response: str  # alert | contain
 
 
 class _Agg:
@@ -336,14 +313,14 @@ class Detector:
     def _decide(self, finding: Finding, stage_name: str | None, actions: list[Action]) -> Decision:
         stage = self.policy.stages.get(stage_name) if stage_name else None
         response = stage.exfiltration.response if stage else "alert"
-        mode = self.policy.mode_for(stage_name) if stage_name else self.policy.defaults.mode
         if response != "contain":
             actions = []
-        return Decision(finding, actions, mode, response)
+        return Decision(finding, actions, stage_name, response)
 
     def _revoke(self, rule: str, principal: str) -> list[Action]:
-        if rule in _REVOKING_RULES and ":role/" in principal:
-            return [Action("revoke-sessions", principal.rsplit("/", 1)[-1], {"role_arn": principal})]
+        # service-linked roles are AWS's own: never contained
+        if rule in _REVOKING_RULES and ":role/" in principal and "/aws-service-role/" not in principal:
+            return [RevokeSessions(principal.rsplit("/", 1)[-1], role_arn=principal)]
         return []
 
     def _window_decisions(self, principal: str, stage_name: str, agg: _Agg, source: str) -> list[Decision]:
@@ -416,7 +393,7 @@ class Detector:
         when = _parse_time(rec.get("eventTime"))
         finding = Finding(rule=verdict.rule, severity=severity, stage=stage_name, resource=verdict.resource,
                           principal=principal, summary=summary, evidence=evidence, first_seen=when, last_seen=when)
-        actions = [] if failed or verdict.undo is None else [Action(verdict.undo["kind"], verdict.undo.get("bucket") or verdict.undo["target"], verdict.undo)]
+        actions = [] if failed or verdict.undo is None else [from_undo(verdict.undo)]
         return self._decide(finding, stage_name, actions)
 
     def _input_decision(self, source: str, stats: ReadStats) -> Decision:
@@ -425,4 +402,4 @@ class Detector:
             summary=f"{source}: {len(stats.issues)} problem(s) reading the log file; {stats.records} record(s) were still processed.",
             evidence={"issues": [vars(i) for i in stats.issues[:20]], "records_read": stats.records},
         )
-        return Decision(finding, [], self.policy.defaults.mode, "alert")
+        return Decision(finding, [], None, "alert")

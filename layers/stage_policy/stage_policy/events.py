@@ -45,8 +45,17 @@ def _models() -> dict[str, Any]:
         eventTime: str | None = None  # noqa: N815
         eventID: str | None = None  # noqa: N815
 
+    # `account` is optional: moto's EventBridge->SQS delivery (the local emulator) leaves it out, and no
+    # decision reads it (CloudTrail's own recipientAccountId and userIdentity.accountId are used instead)
     class ApiCallModel(EventBridgeModel):
+        account: str | None = None
         detail: CloudTrailDetail
+
+    class ObjectCreatedModel(S3EventNotificationEventBridgeModel):
+        account: str | None = None
+
+    class ScheduledModel(EventBridgeModel):
+        account: str | None = None
 
     class ConfigRuleInvocation(BaseModel):
         """An AWS Config custom rule invocation (Powertools has a data class for it, not a parser model)."""
@@ -60,9 +69,9 @@ def _models() -> dict[str, Any]:
         accountId: str  # noqa: N815
 
     return {
-        OBJECT_CREATED: S3EventNotificationEventBridgeModel,
+        OBJECT_CREATED: ObjectCreatedModel,
         API_CALL: ApiCallModel,
-        SCHEDULED: EventBridgeModel,
+        SCHEDULED: ScheduledModel,
         "config": ConfigRuleInvocation,
     }
 

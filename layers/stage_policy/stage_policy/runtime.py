@@ -28,8 +28,15 @@ T = TypeVar("T")
 #: plus a DLQ redrive after a fix.
 REPLAY_WINDOW_SECONDS = 7 * 24 * 3600
 
-#: IAM actions of Powertools Idempotency's DynamoDB persistence layer.
-IDEMPOTENCY_PERMISSIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+
+
+class ReplaySafety:
+    """Declares the IAM actions of :meth:`Runtime.once` (Powertools Idempotency's DynamoDB persistence layer)."""
+
+    permissions = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+
+
+IDEMPOTENCY_PERMISSIONS = ReplaySafety.permissions
 
 
 @cache

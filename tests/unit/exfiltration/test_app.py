@@ -26,7 +26,9 @@ def run(stack, event: dict) -> dict:
 
 @pytest.fixture
 def lab(stack, tmp_path):
-    """The example policy (prod-discovery: enforce, contain), alice's role, the lab bucket, a subscriber."""
+    """The example policy (prod-discovery: enforce, contain), deployed with DefaultRemediationMode=enforce,
+    alice's role, the lab bucket, a subscriber."""
+    stack.parameters["DefaultRemediationMode"] = "enforce"
     seed_policy_in_process(stack, ROOT / "policy.example.yaml")
     boto3.client("iam").create_role(RoleName=ROLE, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
     boto3.client("s3").create_bucket(Bucket="acme-lab-data")
@@ -73,8 +75,10 @@ def test_scenario_bulk_download_in_a_log_file_is_detected_and_sessions_revoked(l
     doc = boto3.client("iam").get_role_policy(RoleName=ROLE, PolicyName="StagewardenRevokeOlderSessions")["PolicyDocument"]
     doc = json.loads(doc) if isinstance(doc, str) else doc
     assert doc["Statement"][0]["Effect"] == "Deny" and "aws:TokenIssueTime" in doc["Statement"][0]["Condition"]["DateLessThan"]
+    # and the audit ledger holds the revocation once (a second finding on the same role reuses it)
     audit = boto3.client("dynamodb").scan(TableName=lab.refs["AuditTable"])["Items"]
-    assert [i["action"]["S"] for i in audit] == ["revoke-sessions"]
+    assert [(i["action"]["S"], i["status"]["S"]) for i in audit if i["status"]["S"] == "done"] == [("revoke-sessions", "done")]
+    assert {i["status"]["S"] for i in audit} <= {"done", "duplicate"} and all(i["mode"]["S"] == "enforce" for i in audit)
 
 
 def test_scenario_a_redelivered_log_file_is_neither_recounted_nor_realerted(lab) -> None:
@@ -95,7 +99,7 @@ def test_dynamodb_writes_per_log_file_stay_within_pairs_plus_one(lab) -> None:
     run(lab, event)
 
     assert drain(lab.inbox) == []
-    assert counts["n"] == 1 + 1  # the window item of (alice, prod-discovery) and the file ledger
+    assert counts["n"] == 1 + 2  # the window item of (alice, prod-discovery); the replay record, put then completed
 
 
 def test_scenario_a_malformed_message_fails_alone_and_nothing_is_remediated(lab) -> None:
@@ -197,10 +201,75 @@ def test_every_sample_management_event_yields_its_rule(lab, path) -> None:
                 "image_share": "exfil.snapshot-share", "db_snapshot_share": "exfil.snapshot-share", "stop_logging": "audit.tamper",
                 "delete_trail": "audit.tamper", "event_selectors_drop_s3": "audit.tamper"}[path[len("mgmt_"):-len(".sqs.json")]]
 
+    # (deployed in dry_run: the sample events name snapshots, images and buckets this account does not have)
+    lab.parameters["DefaultRemediationMode"] = "dry_run"
+
     result = run(lab, json.loads((EVENTS / path).read_text()))
 
     assert result == {"batchItemFailures": []}
     assert [f["rule"] for f in drain(lab.inbox)] == [expected]
+
+
+def test_scenario_a_failed_containment_is_reported_and_fails_the_record(lab) -> None:
+    # Given an external replication rule reported for a bucket whose replication cannot be read (none configured)
+    event = sqs_event("mgmt_replication_external")
+
+    # When the function tries to revert it in enforce
+    result = run(lab, event)
+
+    # Then the finding still reaches the topic and names the failure, the record fails (retried, then dead-lettered)
+    assert result == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    finding = drain(lab.inbox)[0]
+    assert finding["rule"] == "exfil.replication-external" and finding["action"].startswith("FAILED to remove replication rules")
+    audit = boto3.client("dynamodb").scan(TableName=lab.refs["AuditTable"])["Items"]
+    assert [(i["action"]["S"], i["status"]["S"]) for i in audit] == [("revert-replication", "failed")]
+
+
+def test_scenario_deploy_time_dry_run_forces_dry_run_over_an_enforcing_policy(lab) -> None:
+    # Given the stack deployed with DefaultRemediationMode=dry_run and a policy whose lab stage enforces
+    lab.parameters["DefaultRemediationMode"] = "dry_run"
+    event = deliver_log_file(lab)
+
+    # When a bulk download arrives
+    run(lab, event)
+
+    # Then it is reported as a dry run and the role keeps its sessions
+    bulk = next(f for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download")
+    assert bulk["action"].startswith("dry run: would revoke sessions") and bulk["evidence"]["mode"] == "dry_run"
+    assert boto3.client("iam").list_role_policies(RoleName=ROLE)["PolicyNames"] == []
+    audit = boto3.client("dynamodb").scan(TableName=lab.refs["AuditTable"])["Items"]
+    assert {i["status"]["S"] for i in audit} == {"dry_run", "duplicate"} or {i["status"]["S"] for i in audit} == {"dry_run"}
+
+
+def test_max_revocations_per_run_caps_the_whole_batch_not_each_record(lab, tmp_path) -> None:
+    # Given a policy allowing one revocation per run and two bulk downloads by two roles in one SQS batch
+    policy = (ROOT / "policy.example.yaml").read_text().replace("max_revocations_per_run: 20", "max_revocations_per_run: 1")
+    assert "max_revocations_per_run: 1\n" in policy
+    (tmp_path / "p.yaml").write_text(policy)
+    seed_policy_in_process(lab, tmp_path / "p.yaml")
+    iam, s3 = boto3.client("iam"), boto3.client("s3")
+    iam.create_role(RoleName="DataScientistBob", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    from datetime import datetime, timezone
+    records = []
+    for i, role in enumerate((ROLE, "DataScientistBob")):
+        event = sqs_event("log_file_delivered")
+        body = json.loads(event["Records"][0]["body"])
+        body["detail"]["object"]["key"] = body["detail"]["object"]["key"].replace(".json.gz", f"-{i}.json.gz")
+        body["detail"]["object"]["etag"] = f"etag-{i}"
+        trail = bulk_download(role=role, session=f"{role}@example.com", bucket="acme-lab-data", objects=1500,
+                              start=datetime(2026, 11, 22, 8, tzinfo=timezone.utc), seconds=240, nbytes=10)
+        s3.put_object(Bucket=body["detail"]["bucket"]["name"], Key=body["detail"]["object"]["key"], Body=log_file(trail))
+        records.append({**event["Records"][0], "messageId": f"m-{i}", "body": json.dumps(body)})
+
+    # When both arrive in one invocation
+    result = run(lab, {"Records": records})
+
+    # Then exactly one role gets the revocation; the other finding says the cap is spent
+    assert result == {"batchItemFailures": []}
+    revoked = [r for r in (ROLE, "DataScientistBob") if iam.list_role_policies(RoleName=r)["PolicyNames"]]
+    assert len(revoked) == 1
+    actions = [f["action"] for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download"]
+    assert sum("max_revocations_per_run is spent" in a for a in actions) == 1
 
 
 def test_a_bucket_tagged_with_a_stage_is_watched_whatever_its_name(lab) -> None:

@@ -10,6 +10,7 @@ import pytest
 from exfil.engine import Detector, MemoryWindowStore, worst_window
 from exfil.reader import ReadStats, iter_batches
 
+from stage_policy.executor import effective_mode
 from stage_policy.loader import loads
 from stagewarden.scan import default_policy, expand, one_per_incident, scan
 from stagewarden.trailgen import CLI_UA, bulk_download, data_event, log_file, workload
@@ -62,7 +63,7 @@ def test_above_the_object_threshold_a_contained_bulk_download_fires_with_its_evi
     assert ev["session_names"] == ["alice@example.com"] and ev["buckets"] == ["acme-lab-data"]
     assert ev["sliding_window"]["objects"] == 150 and ev["objects"] == 150 and ev["bytes"] == 150_000
     assert ev["user_agents"] == [CLI_UA] and len(ev["sample_keys"]) == 10
-    assert (d.response, d.mode) == ("contain", "enforce")
+    assert (d.response, effective_mode(POLICY, d.stage, "enforce")) == ("contain", "enforce")
     assert [(a.kind, a.target) for a in d.actions] == [("revoke-sessions", "DataScientistAlice")]
 
 
@@ -105,7 +106,7 @@ def test_failed_reads_transfer_nothing_and_are_not_counted() -> None:
 def test_in_a_dry_run_stage_the_decision_keeps_the_planned_action_for_the_finding() -> None:
     decisions = run(download(150, bucket="acme-uat-features"))
 
-    assert decisions[0].mode == "dry_run" and decisions[0].actions[0].kind == "revoke-sessions"
+    assert effective_mode(POLICY, decisions[0].stage, "enforce") == "dry_run" and decisions[0].actions[0].kind == "revoke-sessions"
 
 
 def test_reads_from_a_public_address_without_the_endpoint_are_outside_vpce() -> None:
