@@ -196,7 +196,7 @@ def test_sam_build_succeeds_within_lambdas_size_limit(sam: str, tmp_path: Path) 
     exfil = build / "ExfiltrationFunction"
     gate = build / "SchemaGateFunction"
     assert (layer / "stage_policy" / "model.py").exists() and (layer / "pydantic").is_dir() and (layer / "yaml").is_dir()
-    assert (function / "app.py").exists() and (function / "checks.py").exists()
+    assert (function / "guard" / "handler.py").exists() and (function / "guard" / "checks.py").exists()
     assert (exfil / "exfil" / "engine.py").exists() and (exfil / "orjson").is_dir() and (exfil / "ijson").is_dir()
     assert (gate / "gate" / "engine.py").exists() and (gate / "pyarrow").is_dir()
     for code in (function, exfil, gate):

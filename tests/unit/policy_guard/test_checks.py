@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checks import assess
+from guard.checks import assess
 
 from stage_policy.loader import PolicyError
 

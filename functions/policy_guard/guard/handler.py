@@ -9,7 +9,7 @@ import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import EventBridgeEvent
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from checks import assess
+from guard.checks import assess
 from stage_policy.loader import PolicyError
 from stage_policy.observability import logger, metrics, tracer
 from stage_policy.publish import FindingPublisher

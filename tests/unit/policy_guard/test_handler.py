@@ -1,4 +1,4 @@
-"""PolicyGuard handler, invoked from template.yaml as `stagewarden invoke` runs it, against mock_aws."""
+"""PolicyGuard handler (guard.handler), invoked from template.yaml as `stagewarden invoke` runs it, against mock_aws."""
 
 from __future__ import annotations
 
