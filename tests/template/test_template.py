@@ -93,11 +93,13 @@ def test_no_write_action_is_granted_on_every_resource(translated) -> None:
 
 
 def test_policy_guard_is_granted_exactly_what_its_ports_declare(translated) -> None:
+    from guard.handler import USES
+
     role = translated["Resources"]["PolicyGuardFunctionRole"]
     granted = {a for p in role["Properties"]["Policies"] for s in _as_list(p["PolicyDocument"]["Statement"])
                if s.get("Effect") == "Allow" for a in _as_list(s["Action"])}
     granted.discard("sqs:SendMessage")  # added by SAM for the function's DeadLetterQueue
-    declared = set(PolicyStore.permissions) | set(FindingPublisher.permissions)
+    declared = {a for cls in USES for a in cls.permissions}
     assert granted == declared
 
 
@@ -194,7 +196,7 @@ def test_sam_build_succeeds_within_lambdas_size_limit(sam: str, tmp_path: Path) 
     exfil = build / "ExfiltrationFunction"
     gate = build / "SchemaGateFunction"
     assert (layer / "stage_policy" / "model.py").exists() and (layer / "pydantic").is_dir() and (layer / "yaml").is_dir()
-    assert (function / "app.py").exists() and (function / "checks.py").exists()
+    assert (function / "guard" / "handler.py").exists() and (function / "guard" / "checks.py").exists()
     assert (exfil / "exfil" / "engine.py").exists() and (exfil / "orjson").is_dir() and (exfil / "ijson").is_dir()
     assert (gate / "gate" / "engine.py").exists() and (gate / "pyarrow").is_dir()
     for code in (function, exfil, gate):
