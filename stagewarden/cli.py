@@ -51,6 +51,15 @@ def cmd_policy_explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_policy_fields(args: argparse.Namespace) -> int:
+    from stage_policy.fields import markdown
+
+    from stagewarden.explain import fields_table
+
+    print(markdown() if args.format == "markdown" else fields_table())
+    return EXIT_OK
+
+
 def cmd_policy_push(args: argparse.Namespace) -> int:
     from stage_policy.store import parse_s3_uri
     from stagewarden import emulator
@@ -291,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(func=cmd_policy_explain)
+    p = policy.add_parser("fields", help="every policy field and template parameter: status, what reads it, its effect today")
+    p.add_argument("--format", choices=["table", "markdown"], default="table")
+    p.set_defaults(func=cmd_policy_fields)
     p = with_template(policy.add_parser("push", help="validate, then upload to the policy location"))
     p.add_argument("path", metavar="PATH")
     p.add_argument("--to", help="s3://bucket/key (default: the local emulator's policy location)")
