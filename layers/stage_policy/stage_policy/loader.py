@@ -169,6 +169,8 @@ def load(path: str | Path) -> Policy:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(str(path), [("", f"cannot read file ({exc.strerror or exc})")]) from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(str(path), [("", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})")]) from None
     return loads(text, str(path))
 
 

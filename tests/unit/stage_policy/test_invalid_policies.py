@@ -170,3 +170,13 @@ def test_several_unknown_top_level_keys_are_each_named() -> None:
         loads("framework: two-stage\nstage: {}\nalert: {}\n", "p.yaml")
 
     assert [path for path, _ in caught.value.problems] == ["stage", "alert"]
+
+
+def test_a_file_that_is_not_utf8_is_a_policy_error_naming_it(tmp_path) -> None:
+    from stage_policy.loader import load
+
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("framework: two-stage\n# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(PolicyError) as caught:
+        load(bad)
+    assert caught.value.lines() == [f"{bad}: not UTF-8 text (byte 0xe9 at offset 26)"]
