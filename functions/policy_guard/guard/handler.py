@@ -14,23 +14,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from guard.checks import Assessment, assess
 from stage_policy.events import OBJECT_CREATED, SCHEDULED, parse_eventbridge
-from stage_policy.executor import Executor, settle
+from stage_policy.executor import settle
 from stage_policy.loader import PolicyError
 from stage_policy.model import Alerts
 from stage_policy.observability import logger, metrics, tracer
 from stage_policy.publish import FindingPublisher, PublishResult
-from stage_policy.runtime import IDEMPOTENCY_PERMISSIONS, Runtime
+from stage_policy.runtime import ReplaySafety, Runtime
 from stage_policy.store import PolicyStore
 
-
-class ReplaySafety:
-    """:meth:`Runtime.once`: Powertools Idempotency records in the state table."""
-
-    permissions = IDEMPOTENCY_PERMISSIONS
-
-
 #: Every class whose IAM ``permissions`` this function needs; the template grants exactly their union.
-USES: tuple[type, ...] = (PolicyStore, FindingPublisher, Executor, ReplaySafety)
+#: No executor: the guard never acts, it only reports.
+USES: tuple[type, ...] = (PolicyStore, FindingPublisher, ReplaySafety)
 
 rt = Runtime()
 
@@ -65,20 +59,13 @@ def check(trigger: str) -> dict[str, Any]:
 
 
 def report(assessment: Assessment) -> list[PublishResult]:
-    """Settle the guard's decision; returns what publishing did.
+    """Settle the guard's decision (a finding, never an action); returns what publishing did.
 
-    A valid policy goes the kit's way: its executor, and its ``alerts`` section for anything
-    published. An unusable policy is the one thing this function must still report, yet there
-    is no policy to read ``alerts`` from, nor to build an Executor on (its mode ceiling and caps
-    come from the policy). Its decision carries a finding and no actions (the guard never
-    remediates), so the finding is published directly with the defaults, ``Alerts()``: every
-    severity, a 24-hour dedup window.
+    A valid policy's ``alerts`` section governs anything published. An unusable policy is the
+    one thing this function must still report, yet there is no policy to read ``alerts`` from:
+    its finding is published with the defaults, ``Alerts()`` (every severity, 24-hour dedup).
     """
     sent: list[PublishResult] = []
-    decision = assessment.decision()
-    if assessment.policy is not None:
-        publish = rt.publish(assessment.policy)
-        settle([decision], rt.executor(assessment.policy), lambda finding: sent.append(publish(finding)))
-    elif decision.finding is not None:
-        sent.append(rt.publisher.publish(decision.finding, Alerts()))
+    alerts = assessment.policy.alerts if assessment.policy is not None else Alerts()
+    settle([assessment.decision()], None, lambda finding: sent.append(rt.publisher.publish(finding, alerts)))
     return sent

@@ -149,7 +149,8 @@ def test_the_handler_declares_what_it_uses() -> None:
     from stage_policy.runtime import IDEMPOTENCY_PERMISSIONS
     from stage_policy.store import PolicyStore
 
-    assert {PolicyStore, FindingPublisher, Executor} <= set(USES)
+    # the guard never acts: no executor, so no audit-ledger write permission either
+    assert {PolicyStore, FindingPublisher} <= set(USES) and Executor not in USES
     assert all(isinstance(cls, type) and cls.permissions for cls in USES)
     assert set(IDEMPOTENCY_PERMISSIONS) <= {a for cls in USES for a in cls.permissions}
 
