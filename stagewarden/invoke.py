@@ -98,8 +98,7 @@ def _lambda_process(spec: FunctionSpec, extra_env: dict[str, str]) -> Iterator[N
     saved_env = dict(os.environ)
     saved_path = list(sys.path)
     local_modules = {p.stem for p in spec.code_dir.glob("*.py")} | {p.name for p in spec.code_dir.iterdir() if (p / "__init__.py").exists()}
-    for name in local_modules:
-        sys.modules.pop(name, None)  # another function's `app` must not answer for this one
+    _forget(local_modules)  # another function's `app` must not answer for this one
     os.environ.update(extra_env)
     os.environ.update(spec.environment)
     os.environ.update({
@@ -115,8 +114,13 @@ def _lambda_process(spec: FunctionSpec, extra_env: dict[str, str]) -> Iterator[N
         os.environ.clear()
         os.environ.update(saved_env)
         sys.path[:] = saved_path
-        for name in local_modules:
-            sys.modules.pop(name, None)
+        _forget(local_modules)
+
+
+def _forget(names: set[str]) -> None:
+    """Drop the function's modules, packages' submodules included (`gate.handler` with `gate`)."""
+    for loaded in [m for m in sys.modules if m.partition(".")[0] in names]:
+        sys.modules.pop(loaded, None)
 
 
 def invoke(spec: FunctionSpec, event: Any, extra_env: dict[str, str] | None = None) -> Any:
