@@ -246,7 +246,8 @@ def run(template: Path, policy: Path) -> int:
         proc, endpoint = emulator.start_server(Path(tmp) / "moto_server.log")
         try:
             state = emulator.LocalState(endpoint=endpoint, pid=proc.pid, stack_name="stagewarden-demo")
-            emulator.provision(template, state, {"LogLevel": "WARNING"})
+            # the deploy-time mode is a ceiling: enforce lets the policy's stage modes decide, as the demo shows them
+            emulator.provision(template, state, {"LogLevel": "WARNING", "DefaultRemediationMode": "enforce"})
             emulator.seed_policy(state, policy)
             summary = Demo(template, policy, state).run()
         finally:

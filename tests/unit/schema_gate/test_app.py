@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
+from functools import cache
+from pathlib import Path
 
 import boto3
 import pyarrow as pa
@@ -17,6 +20,7 @@ from tests.helpers import ROOT, drain, seed_policy_in_process, subscribe_queue
 EVENTS = ROOT / "events" / "schema_gate"
 BUCKET = "acme-lab-data"
 GOOD, BAD = "landing/transactions/2026-11-22/good.csv", "landing/transactions/2026-11-22/bad.csv"
+BASELINE_KEY = "_stagewarden/baselines/transactions.json"  # the contract's drift.baseline in policy.example.yaml
 
 
 def event(name: str, key: str | None = None) -> dict:
@@ -48,12 +52,32 @@ def tags(key: str) -> dict:
     return {t["Key"]: t["Value"] for t in boto3.client("s3").get_object_tagging(Bucket=BUCKET, Key=key)["TagSet"]}
 
 
+@cache
+def lab_baseline() -> bytes:
+    """The transactions contract's drift profile, from 20,000 rows of the same generator (computed once)."""
+    from gate.engine import profile
+    from gate.readers import batches
+
+    from stage_policy.loader import load
+
+    contract = load(ROOT / "policy.example.yaml").contract("transactions")
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "base.csv"
+        write_csv(base, 20000, seed=21)
+        with base.open("rb") as fh:
+            return json.dumps(profile(contract, batches(fh, "base.csv", contract, lambda rows: None))).encode()
+
+
 @pytest.fixture
 def lab(stack, tmp_path):
+    """A deployed lab: the example policy, the versioned lab bucket with its contract's drift baseline stored, and a
+    stack deployed with DefaultRemediationMode=enforce, so the policy's stage mode (enforce for the lab) decides."""
     seed_policy_in_process(stack, ROOT / "policy.example.yaml")
+    stack.parameters["DefaultRemediationMode"] = "enforce"
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=BUCKET)
     s3.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_object(Bucket=BUCKET, Key=BASELINE_KEY, Body=lab_baseline())
     stack.inbox = subscribe_queue(stack)
     stack.tmp = tmp_path
     return stack
@@ -178,7 +202,7 @@ def test_drift_against_the_stored_baseline_raises_data_drift(lab) -> None:
     write_csv(base, 20000, seed=21)
     with base.open("rb") as fh:
         baseline = profile(contract, batches(fh, "base.csv", contract, lambda rows: None))
-    boto3.client("s3").put_object(Bucket=BUCKET, Key="_stagewarden/baselines/transactions.json", Body=json.dumps(baseline).encode())
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=BASELINE_KEY, Body=json.dumps(baseline).encode())
     upload(lab, GOOD, rows=5000, seed=22, amount_mu=6.0)
 
     run(lab, event("object_created_pass"))
@@ -196,6 +220,7 @@ def test_parquet_is_read_from_s3_with_ranged_reads(lab) -> None:
     pq.write_table(table, buf)
     key = "landing/transactions/2026-11-22/part-0.parquet"
     boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=buf.getvalue())
+    boto3.client("s3").delete_object(Bucket=BUCKET, Key=BASELINE_KEY)  # two rows always drift from a 20,000-row profile
 
     run(lab, event("object_created_pass", key))
 
