@@ -120,6 +120,8 @@ FIELDS: tuple[Field, ...] = (
           "tests/unit/stage_policy/test_mapping.py::test_name_pattern_maps_a_bucket_given_by_name_or_arn"),
     Field("resources.roles[].", "active", "stage_policy.mapping.stage_for_role", "name globs, first match wins",
           "tests/unit/stage_policy/test_mapping.py::test_assumed_role_sessions_map_to_the_roles_stage"),
+    Field("exceptions.", "not built", "(time-boxed exceptions)", "nothing grants or expires exceptions yet",
+          "tests/unit/stage_policy/test_fields.py::test_explain_says_which_set_fields_do_nothing_yet"),
     Field("contracts[].", "active", "the schema gate (gate.engine, gate.pipeline)",
           "which objects are validated and how; see the schema gate section",
           "tests/unit/schema_gate/test_engine.py::test_every_planted_defect_is_counted_exactly_with_its_rows"),

@@ -83,13 +83,33 @@ class Exfiltration(_Model):
 
 
 class BreakGlass(_Model):
-    """Time-boxed emergency access into a stage."""
+    """Time-boxed emergency access into a stage: the stage's roles are its break-glass roles when ``allowed``.
+
+    ``approvers`` are identities (e-mail addresses as IAM Identity Center, a source identity or an IAM
+    user name carry them); a grant names one. ``required_approval_tags`` are put on the role while a
+    grant is open; keys ending in ``approved-by`` carry the approver, keys ending in ``ticket`` the ticket.
+    """
 
     allowed: bool = True
     max_duration_minutes: int = Field(default=120, ge=1)
     required_approval_tags: tuple[str, ...] = ("stagewarden:approved-by", "stagewarden:ticket")
     approvers: tuple[str, ...] = ()
     post_incident_review: bool = True
+    #: Days after a grant closes (expiry or early end) that its post-incident review is due.
+    review_due_days: int = Field(default=5, ge=1, le=90)
+
+
+class Exceptions(_Model):
+    """Time-boxed, read-only access of a role to a bucket (raw-bucket access), held in a register and reviewed."""
+
+    approvers: tuple[str, ...] = ()
+    max_days: int = Field(default=90, ge=1, le=366)
+    #: Bucket name globs an exception may cover; empty: none may be granted.
+    buckets: tuple[str, ...] = ()
+    review_interval_days: int = Field(default=90, ge=1, le=366)
+
+    def covers(self, bucket: str) -> bool:
+        return any(fnmatchcase(bucket, pattern) for pattern in self.buckets)
 
 
 class Stage(_Model):
@@ -231,6 +251,7 @@ class Policy(_Model):
     stages: dict[StageName, Stage] = Field(min_length=1)
     resources: ResourceMap = ResourceMap()
     contracts: tuple[Contract, ...] = ()
+    exceptions: Exceptions = Exceptions()
 
     def mode_for(self, stage: str) -> Mode:
         """The remediation mode of a stage: its own, else the policy default."""
@@ -281,6 +302,14 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
             problems.append((f"{base}.break_glass.required_approval_tags", "break glass needs at least one approval tag"))
         if stage.interactive_access != "none" and ret.immutable:
             problems.append((f"{base}.interactive_access", "an immutable stage cannot allow interactive access"))
+
+    exc = policy.exceptions
+    if exc.review_interval_days > exc.max_days:
+        problems.append(("exceptions.review_interval_days",
+                         f"{exc.review_interval_days} is above max_days ({exc.max_days}): no exception would ever be reviewed"))
+    for i, pattern in enumerate(exc.buckets):
+        if not pattern.strip() or pattern.strip("*?") == "":
+            problems.append((f"exceptions.buckets[{i}]", f"{pattern!r} would cover every bucket; name the raw buckets"))
 
     for kind in ("buckets", "roles"):
         for i, rule in enumerate(getattr(policy.resources, kind)):
