@@ -43,10 +43,11 @@ class Wiring:
     stack_name: str
 
 
-def _emulator(template: Path) -> Wiring:
+def _emulator(template: Path, state: Any = None) -> Wiring:
+    """The running emulator's (or, for the demo, the given emulator state's) tables, topic, group and roles."""
     from stagewarden import emulator
 
-    state = emulator.read_state(template)
+    state = state or emulator.read_state(template)
     if state is None or not emulator.is_alive(state.endpoint):
         raise UsageError(f"no emulator is running for {template} and no --stack was given{HINT}start one with "
                          "`stagewarden local up`, or name the deployed stack with --stack NAME")
@@ -90,7 +91,7 @@ def connect(args: argparse.Namespace) -> tuple[Warden, Wiring]:
     from warden.ports import GrantStore, RoleReader, TrailReader
 
     policy = load_policy(args.policy)
-    wiring = _stack(args.stack) if args.stack else _emulator(Path(args.template))
+    wiring = _stack(args.stack) if args.stack else _emulator(Path(args.template), getattr(args, "state", None))
     c = wiring.clients
     ddb = c("dynamodb")
     publisher = FindingPublisher(c("sns"), wiring.topic_arn, ddb, wiring.state_table)

@@ -129,6 +129,9 @@ def test_the_demo_runs_every_step(tmp_path: Path) -> None:
     assert "bucket policy of acme-lab-data now: (no bucket policy)" in proc.stdout
     assert "promoted: validated/transactions/2026-11-22/good.csv" in proc.stdout
     assert "alert [high] data.quality stage=prod-discovery" in proc.stdout and "GET of the failed object: refused" in proc.stdout
+    assert "alert [high] breakglass.granted stage=final-prod" in proc.stdout and "  expiry: expired;" in proc.stdout
+    assert "BreakGlassProd after expiry: trust principals [{'Service': 'ssm.amazonaws.com'}]" in proc.stdout
+    assert "alert [critical] breakglass.refused stage=final-prod" in proc.stdout
 
 
 def test_a_delivered_log_file_flows_through_eventbridge_and_sqs_to_the_function(running) -> None:
