@@ -16,7 +16,7 @@ from fnmatch import fnmatchcase
 from typing import Any, Mapping
 
 from stage_policy.mapping import StageMatch, role_name
-from stage_policy.model import BreakGlass, Policy
+from stage_policy.model import STAGE_TAG, BreakGlass, Policy
 
 #: Put on the role with the approval tags while a grant is open.
 EXPIRES_TAG = "stagewarden:expires-at"
@@ -225,6 +225,9 @@ def grant_refusals(policy: Policy, role: RoleFacts | None, match: StageMatch | N
     if bg is None:
         return [f"role {role.name} is in stage {match.stage}, whose break_glass.allowed is not true: it is not a break-glass role"]
     where = f"stages.{match.stage}.break_glass"
+    if STAGE_TAG not in role.tags:
+        reasons.append(f"role {role.name} carries no {STAGE_TAG} tag: the stack may change only tagged roles (template.yaml "
+                       f"scopes its IAM to them), so it could not close this grant; tag it {STAGE_TAG}={match.stage}")
     if not (request.ticket or "").strip():
         reasons.append("the ticket is missing: every grant names its incident or change ticket (--ticket)")
     elif not TAG_VALUE.match(request.ticket.strip()):

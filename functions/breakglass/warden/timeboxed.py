@@ -20,6 +20,7 @@ from warden.rules import (
 
 from stage_policy.executor import ActionFailed
 from stage_policy.mapping import role_name, stage_for_bucket
+from stage_policy.model import STAGE_TAG
 
 if TYPE_CHECKING:
     from warden.engine import SweepReport, Warden
@@ -51,6 +52,9 @@ def grant_exception(w: Warden, bucket: str, principal: str, approver: str, until
             protected = is_protected(got[0].name, got[0].path, w.stack_name)
             if protected:
                 reasons.append(f"{protected}: it gets no exceptions")
+            elif STAGE_TAG not in got[0].tags:
+                reasons.append(f"role {got[0].name} carries no {STAGE_TAG} tag: the stack may change only tagged roles "
+                               "(template.yaml scopes its IAM to them), so its sweep could not remove the exception; tag it first")
     for other in w.store.exceptions():
         if other.status == "active" and other.bucket == bucket and other.principal == principal:
             reasons.append(f"{principal} already has exception {other.exception_id} on {bucket} until {other.until}")

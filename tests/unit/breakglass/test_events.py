@@ -72,8 +72,9 @@ def test_a_change_to_a_role_with_no_baseline_yet_is_reported_and_not_guessed_at(
     assert "no baseline was recorded" in world.findings()[0]["evidence"]["reasons"][0]
 
 
-def approve_by_console(world, now, deadline, principal=ONCALL, approver=ev.approver_identity()):
+def approve_by_console(world, now, deadline, principal=ONCALL, approver=None):
     """What an approver does by hand: tag the role, then open its trust."""
+    approver = approver or ev.approver_identity()
     tags = {"stagewarden:approved-by": APPROVER, "stagewarden:ticket": "INC-4711",
             "stagewarden:expires-at": deadline.strftime("%Y-%m-%dT%H:%M:%SZ")}
     world.iam.tag_role(RoleName=ROLE, Tags=[{"Key": k, "Value": v} for k, v in tags.items()])
@@ -307,7 +308,7 @@ def test_a_refused_assume_role_is_a_high_attempt_with_nothing_to_revoke(recorded
 
 def test_services_and_declared_service_principals_are_not_humans(recorded) -> None:
     world = recorded
-    etl = ev.assume_role(f"arn:aws:iam::123456789012:role/DeployFinalProd", "nightly",
+    etl = ev.assume_role("arn:aws:iam::123456789012:role/DeployFinalProd", "nightly",
                          ev.session_identity("etl-nightly", "nightly"), T0)
     service = ev.assume_role(ROLE_ARN, "ssm", {"type": "AWSService", "invokedBy": "ssm.amazonaws.com"}, T0)
     results = [world.warden().on_event(e, T0)["result"] for e in (etl, service)]

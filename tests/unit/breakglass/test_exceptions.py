@@ -99,7 +99,8 @@ def test_expiring_twice_gives_one_finding(world) -> None:
     (dict(principal="arn:aws:iam::123456789012:role/Nobody"), "role Nobody does not exist"),
     (dict(principal="arn:aws:iam::123456789012:role/stagewarden-local-breakglassschedulerrole"), "Stagewarden stack"),
     (dict(reason="  "), "the reason is missing"),
-], ids=["approver", "too-long", "past", "bucket", "user", "missing-role", "own-role", "no-reason"])
+    (dict(principal="arn:aws:iam::123456789012:role/OnCallEngineer"), "carries no stagewarden:stage tag"),
+], ids=["approver", "too-long", "past", "bucket", "user", "missing-role", "own-role", "no-reason", "untagged"])
 def test_exception_refusals_change_nothing(world, change, says) -> None:
     before = world.role("DataScientistAlice")
 

@@ -74,12 +74,15 @@ def test_the_baseline_is_recorded_at_the_first_grant(world) -> None:
     (dict(principal="*"), "principal '*' is not an IAM role or user ARN"),
     (dict(principal=f"arn:aws:iam::123456789012:role/{ROLE}"), "the principal is the break-glass role itself"),
     (dict(ticket="INC#12"), "only letters, digits, spaces"),
+    (dict(role="BreakGlassUntagged"), "carries no stagewarden:stage tag"),
 ], ids=["approver", "no-ticket", "blank-ticket", "too-long", "not-break-glass", "unmapped", "missing-role", "own-role",
-        "wildcard", "itself", "ticket-chars"])
+        "wildcard", "itself", "ticket-chars", "untagged"])
 def test_refusals_change_nothing(world, change, says) -> None:
     # Given a request that breaks one approval rule
     request = dict(role=ROLE, principal=ONCALL, approver=APPROVER, ticket="INC-4711", minutes=90)
     request.update(change)
+    # a break-glass role by its name (resources.roles: BreakGlass* -> final-prod) that nobody tagged
+    world.iam.create_role(RoleName="BreakGlassUntagged", AssumeRolePolicyDocument=json.dumps(BASELINE))
     before = {name: world.role(name) for name in (ROLE, "DataScientistAlice")}
 
     # When it is asked for
