@@ -231,8 +231,15 @@ class Warden:
         failed = [o for o in outcomes if o.status == "failed"]
         if not failed:
             self._remember(facts.name, DEADLINE_POLICY)
-        self.publish(finding)
-        if failed:  # roll back: whatever was added is removed again, and the grant ends here
+            self.publish(finding)
+        else:  # roll back: whatever was added is removed again, and the grant ends here
+            alarm = self._finding(
+                "breakglass.grant-failed", "high", stage, facts.arn, principal,
+                f"Opening break glass on {facts.name} for {principal} failed ({failed[0].detail[:200]}); what was added is "
+                "removed again and the grant is ended.", {**finding.evidence, "failed": [o.detail for o in failed]}, now,
+                dedup=f"breakglass.grant-failed:{gid}")
+            alarm.action = finding.action
+            self.publish(alarm)
             rollback = "rolled back (the grant is ended)"
             try:
                 self.close(gid, now, by="stagewarden (the grant failed)", reason="the grant failed: " + failed[0].detail,

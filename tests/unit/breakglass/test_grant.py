@@ -189,3 +189,29 @@ def test_a_required_approval_tag_beyond_approver_and_ticket_must_be_given(world)
     warden.grant(GrantRequest(ROLE, ONCALL, APPROVER, "INC-1", 30, tags={"cab:change": "CHG-77"}), T0,
                  "arn:aws:sts::1:assumed-role/Op/bob")
     assert world.role()["tags"]["cab:change"] == "CHG-77"
+
+
+def test_a_grant_whose_step_fails_is_rolled_back_and_never_opens_the_trust(world) -> None:
+    # Given a schedule group that does not exist (scheduling the expiry fails)
+    from dataclasses import replace
+
+    from warden.engine import GrantFailed
+
+    warden = world.warden()
+    warden.scheduling = replace(warden.scheduling, group="no-such-group")
+
+    # When the grant is made
+    with pytest.raises(GrantFailed) as failed:
+        warden.grant(GrantRequest(ROLE, ONCALL, APPROVER, "INC-1", 30), T0, "arn:aws:sts::1:assumed-role/Op/bob")
+
+    # Then the trust never opened (it is the last step), what was added is removed, and the grant is ended
+    assert "rolled back" in str(failed.value)
+    role = world.role()
+    assert canonical(role["trust"]) == canonical(BASELINE) and "StagewardenBreakGlassDeadline" not in role["inline"]
+    assert role["tags"] == {"stagewarden:stage": "final-prod"}
+    [record] = world.items(keys.BREAKGLASS_GRANTS)
+    assert record["status"]["S"] == "ended" and "the grant failed" in record["close_reason"]["S"]
+    rules = [f["rule"] for f in world.findings()]
+    assert rules == ["breakglass.grant-failed", "breakglass.ended"]
+    # and the role can be granted again
+    world.grant(minutes=30)
