@@ -302,6 +302,7 @@ class Warden:
                                     "sessions_seen": len(grant.sessions), "sessions_revoked_before": iso(before)}
         if got is None or record is None:
             evidence["note"] = "the role no longer exists, or has no baseline record: nothing to restore"
+            actions = [DeleteSchedule(grant.schedule, group=self.scheduling.group)]
         else:
             facts, _ = got
             tag_keys = tuple(sorted(k for k, v in grant.tags.items() if facts.tags.get(k) == v))
@@ -330,7 +331,7 @@ class Warden:
             alarm.action = finding.action
             self.publish(alarm)
             raise ActionFailed(failed)
-        if actions:
+        if got is not None and record is not None:
             self.store.set_managed(grant.role, REVOKE_POLICY, revoke_doc)
             self.store.set_managed(grant.role, DEADLINE_POLICY, None)
         review = self._review(grant, now, status)

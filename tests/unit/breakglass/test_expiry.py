@@ -286,3 +286,14 @@ def test_a_failed_close_is_critical_keeps_the_grant_and_is_retried(world) -> Non
     assert world.item(keys.breakglass_record(grant.grant_id))["status"]["S"] == "active"  # released for the retry
     assert [f["rule"] for f in world.findings()] == ["breakglass.expiry-failed"]
     assert world.warden().sweep(after + timedelta(minutes=5)).expired == [grant.grant_id]
+
+
+def test_a_grant_whose_role_was_deleted_still_closes(world) -> None:
+    grant = world.grant(minutes=30)
+    world.iam.delete_role_policy(RoleName=ROLE, PolicyName="StagewardenBreakGlassDeadline")
+    world.iam.delete_role(RoleName=ROLE)
+
+    report = world.warden().sweep(grant.deadline_at + timedelta(seconds=1))
+
+    assert report.expired == [grant.grant_id] and world.schedules() == []
+    assert world.item(keys.breakglass_record(grant.grant_id))["status"]["S"] == "expired"
