@@ -44,11 +44,11 @@ def stack():
     from moto import mock_aws
 
     from stagewarden.cfn import load_template, parameter_defaults
-    from stagewarden.emulator import LocalState, Provisioner
+    from stagewarden.emulator import LOCAL_PARAMETERS, LocalState, Provisioner
 
     with mock_aws():
         template = load_template(ROOT / "template.yaml")
         state = LocalState(endpoint="", pid=None, stack_name="stagewarden-local")  # the names in events/
-        state.parameters = parameter_defaults(template)
+        state.parameters = parameter_defaults(template, LOCAL_PARAMETERS)
         Provisioner(template, state, boto3.client).run()
         yield state
