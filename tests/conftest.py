@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ProvisionedStack
+from tests.helpers import ProvisionedStack, require_corpus
 
 ROOT = Path(__file__).resolve().parent.parent
 DUMMY_AWS = {
@@ -43,6 +43,12 @@ def root() -> Path:
 @pytest.fixture
 def example_policy_path() -> Path:
     return ROOT / "policy.example.yaml"
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    """The invictus-ir CloudTrail corpus: skipped with the reason when absent, failed when CI is set."""
+    return require_corpus()
 
 
 @pytest.fixture(scope="module")

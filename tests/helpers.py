@@ -14,6 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("STAGEWARDEN_CORPUS", ROOT.parent / "shared" / "corpus" / "cloudtrail" / "invictus-ir"))
 
 
+def require_corpus() -> Path:
+    """CORPUS, or a skip saying where it was looked for; in CI (CI set) a missing corpus fails instead."""
+    import pytest
+
+    if CORPUS.is_dir():
+        return CORPUS
+    reason = f"CloudTrail corpus not found at {CORPUS} (put ../shared/corpus beside the project or set STAGEWARDEN_CORPUS)"
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"{reason}; CI={os.environ['CI']}: a missing corpus fails in CI", pytrace=False)
+    pytest.skip(reason)
+
+
 class _OfflinePolicies:
     """The translator asks IAM for AWS managed policy ARNs; the template names none by short name."""
 
