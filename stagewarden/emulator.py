@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from stagewarden.cfn import Context, evaluate_conditions, load_template, parameter_defaults, resolve
+from stagewarden.cfn import Context, check_parameters, evaluate_conditions, load_template, parameter_defaults, resolve
 from stagewarden.usage import HINT, UsageError, did_you_mean
 
 REGION = "us-east-1"
@@ -33,6 +33,9 @@ NOT_EMULATED = {
     "AWS::Scheduler::Schedule": "moto stores schedules but never fires them: invoke with a scheduled event "
                                 "(break glass: `stagewarden breakglass sweep`)",
 }
+
+#: Values for the parameters a deployment must set (no default in the template): the buckets of events/ and the demo.
+LOCAL_PARAMETERS = {"DataBucketNamePrefix": "acme-lab-"}
 
 
 class EmulatorError(UsageError, RuntimeError):
@@ -151,8 +154,8 @@ def boto_client(service: str, state: LocalState) -> Any:
 _ORDER = [
     "AWS::KMS::Key", "AWS::KMS::Alias", "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SQS::Queue",
     "AWS::Events::Rule", "AWS::SQS::QueuePolicy", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription",
-    "AWS::IAM::Role", "AWS::Scheduler::ScheduleGroup",
-    "AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::IAM::RolePolicy", "AWS::Scheduler::Schedule",
+    "AWS::IAM::ManagedPolicy", "AWS::IAM::Role", "AWS::Scheduler::ScheduleGroup",
+    "AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Scheduler::Schedule",
     "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm",
 ]
 
@@ -167,6 +170,9 @@ class Provisioner:
         self.ctx = state.context()
 
     def run(self) -> LocalState:
+        errors = check_parameters(self.template, self.state.parameters)
+        if errors:  # refused before anything is created, as CloudFormation does
+            raise EmulatorError("template " + "; ".join(errors))
         evaluate_conditions(self.template, self.ctx)
         resources = self.template["Resources"]
         ordered = sorted(resources.items(), key=lambda kv: _ORDER.index(kv[1]["Type"]) if kv[1]["Type"] in _ORDER else len(_ORDER))
@@ -300,6 +306,12 @@ class Provisioner:
         arn = self.client("sns").subscribe(TopicArn=p["TopicArn"], Protocol=p["Protocol"], Endpoint=p["Endpoint"])["SubscriptionArn"]
         return arn, f"{p['Protocol']} subscription (the emulator delivers nothing by e-mail)"
 
+    def _iam_managedpolicy(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        kwargs = {k: p[k] for k in ("Description", "Path") if k in p}
+        arn = self.client("iam").create_policy(PolicyName=p.get("ManagedPolicyName") or self._name(logical),
+                                               PolicyDocument=json.dumps(p["PolicyDocument"]), **kwargs)["Policy"]["Arn"]
+        return arn, "created (nothing is attached: the functions run in-process, under your credentials)"
+
     def _logs_loggroup(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
         logs = self.client("logs")
         logs.create_log_group(logGroupName=p["LogGroupName"])
@@ -328,11 +340,6 @@ class Provisioner:
         self.ctx.attrs[(logical, "Arn")] = role["Arn"]
         self.ctx.attrs[(logical, "RoleId")] = role["RoleId"]
         return name, "created"
-
-    def _iam_rolepolicy(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
-        self.client("iam").put_role_policy(RoleName=p["RoleName"], PolicyName=p["PolicyName"],
-                                           PolicyDocument=json.dumps(p["PolicyDocument"]))
-        return f"{p['RoleName']}/{p['PolicyName']}", "policy applied"
 
     def _scheduler_schedulegroup(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
         name = p.get("Name") or self._name(logical)
@@ -390,7 +397,7 @@ def check_overrides(template_path: Path, overrides: dict[str, str]) -> dict[str,
 
 def provision(template_path: Path, state: LocalState, parameter_overrides: dict[str, str] | None = None) -> LocalState:
     template = load_template(template_path)
-    state.parameters = parameter_defaults(template, parameter_overrides)
+    state.parameters = parameter_defaults(template, {**LOCAL_PARAMETERS, **(parameter_overrides or {})})
     return Provisioner(template, state, lambda service: boto_client(service, state)).run()
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from functools import cache, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from warden.actions import ACTIONS
 from warden.engine import Scheduling, Warden, wall_clock
@@ -26,8 +24,10 @@ from stage_policy.store import PolicyStore
 USES: tuple[type, ...] = (GrantStore, RoleReader, TrailReader, *ACTIONS, Executor, AuditLedger, FindingPublisher, PolicyStore,
                           ReplaySafety)
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 rt = Runtime()
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 @cache
@@ -61,8 +61,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     policy = rt.policy()  # unusable at a cold start: nothing is acted on; the IAM deadlines still hold, PolicyGuard alerts
     warden = build(policy, rt.executor(policy), context)
     if isinstance(event, dict) and "Records" in event:
-        return process_partial_response(event=event, record_handler=partial(record_handler, warden=warden),
-                                        processor=processor, context=context)
+        return rt.process_sqs(event, partial(record_handler, warden=warden), context)
     trigger = parse_trigger(event)  # EventError: the invocation fails, is retried, then dead-lettered
     if trigger.stagewarden == EXPIRE:
         assert trigger.grant_id is not None

@@ -5,8 +5,6 @@ from __future__ import annotations
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, Callable
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from gate.actions import Promote, Quarantine, TagValidation, WriteReport
 from gate.pipeline import ObjectRef, Reads, decide
@@ -21,14 +19,14 @@ from stage_policy.store import PolicyStore
 from stage_policy.tags import BucketTags
 
 if TYPE_CHECKING:
-    from stage_policy.model import Policy
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+    from stage_policy.model import Policy
 
 #: Everything this function calls AWS through; tests/template holds its IAM policy to exactly their permissions.
 USES: tuple[type, ...] = (ObjectStore, S3RangeReader, Baselines, WriteReport, TagValidation, Promote, Quarantine,
                           Executor, AuditLedger, FindingPublisher, PolicyStore, BucketTags, ReplaySafety)
 
-processor = BatchProcessor(event_type=EventType.SQS)
 rt = Runtime()
 
 
@@ -62,4 +60,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     rt.register_context(context)
     policy = rt.policy()  # unusable at a cold start: PolicyError, nothing is acted on (PolicyGuard alerts)
     handler = partial(record_handler, policy=policy, executor=rt.executor(policy), publish=rt.publish(policy))
-    return process_partial_response(event=event, record_handler=handler, processor=processor, context=context)
+    return rt.process_sqs(event, handler, context)
