@@ -289,8 +289,14 @@ class Provisioner:
         return ",".join(p["Topics"]), note
 
     def _sns_subscription(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
-        arn = self.client("sns").subscribe(TopicArn=p["TopicArn"], Protocol=p["Protocol"], Endpoint=p["Endpoint"])["SubscriptionArn"]
-        return arn, f"{p['Protocol']} subscription (the emulator delivers nothing by e-mail)"
+        attributes = {k: json.dumps(p[k]) if isinstance(p[k], dict) else str(p[k]).lower() if isinstance(p[k], bool) else str(p[k])
+                      for k in ("RawMessageDelivery", "FilterPolicy", "FilterPolicyScope", "RedrivePolicy") if k in p}
+        arn = self.client("sns").subscribe(TopicArn=p["TopicArn"], Protocol=p["Protocol"], Endpoint=p["Endpoint"],
+                                           Attributes=attributes, ReturnSubscriptionArn=True)["SubscriptionArn"]
+        extras = ", ".join(k for k in ("RawMessageDelivery", "FilterPolicy") if k in p)
+        if p["Protocol"] == "email":
+            return arn, "email subscription" + (f" ({extras})" if extras else "") + " (the emulator delivers nothing by e-mail)"
+        return arn, f"{p['Protocol']} subscription" + (f" ({extras})" if extras else "") + " (moto delivers to it)"
 
     def _logs_loggroup(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
         logs = self.client("logs")
@@ -306,7 +312,7 @@ class Provisioner:
             Dimensions=p.get("Dimensions", []), Statistic=p["Statistic"], Period=int(p["Period"]),
             EvaluationPeriods=int(p["EvaluationPeriods"]), Threshold=float(p["Threshold"]),
             ComparisonOperator=p["ComparisonOperator"], TreatMissingData=p.get("TreatMissingData", "missing"),
-            AlarmActions=p.get("AlarmActions", []),
+            AlarmActions=p.get("AlarmActions", []), OKActions=p.get("OKActions", []),
         )
         return name, "created (moto stores alarms; it does not evaluate SQS metrics)"
 

@@ -35,6 +35,11 @@ def alert_dedup(dedup_key: str) -> Key:
     return _key(f"dedup#{dedup_key}", "alert")
 
 
+def alert_delivery(dedup_key: str) -> Key:
+    """One incident as the alert function delivered it: count, severities seen and posted, the open window."""
+    return _key(f"delivery#{dedup_key}", "slack")
+
+
 def idempotency_pk(function: str) -> str:
     """Partition of a function's replay-safety records (Powertools Idempotency; sk is the event hash)."""
     return f"idempotency#{function}"
