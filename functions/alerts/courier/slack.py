@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,9 @@ SEVERITY_KEYS = ("low", "medium", "high", "critical", "default")
 
 class DeliveryError(RuntimeError):
     """A delivery failed; the message is safe to log (no URL, no token)."""
+
+
+_SECRET_VALUE = re.compile(r'"(SecretString|SecretBinary)"\s*:\s*"(?:[^"\\]|\\.)*"')
 
 
 class Redactor(logging.Filter):
@@ -53,6 +57,8 @@ class Redactor(logging.Filter):
             self._secrets |= {p for p in parts if p}
 
     def redact(self, text: str) -> str:
+        if "Secret" in text:  # a Secrets Manager response body, logged before its value could be learned
+            text = _SECRET_VALUE.sub(r'"\1": "<redacted>"', text)
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, "<redacted>")
@@ -144,6 +150,7 @@ class WebhookSecret:
                  clock: Callable[[], float] = time.monotonic):
         self._client, self._allow, self._ttl, self._clock = client, allow_loopback_http, ttl, clock
         self._cache: dict[str, tuple[float, Webhooks]] = {}
+        watch_loggers()
 
     def webhooks(self, secret_id: str) -> Webhooks:
         now = self._clock()
