@@ -30,6 +30,7 @@ test: $(VENV)/.installed $(SAM_VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/import_and_load.py
 	$(VENV)/bin/python -W ignore bench/exfil.py
+	$(VENV)/bin/python -W ignore bench/alerts.py
 	$(VENV)/bin/pip install --quiet -e '.[test,bench]'
 	$(VENV)/bin/python bench/schema_gate.py
 

@@ -238,7 +238,60 @@ class Demo:
         rules = sorted(d["finding"]["rule"] for d in delivered)
         if "data.quality" not in rules or len(promoted) != 1:
             raise RuntimeError(f"schema gate: expected the bad file flagged and the good one promoted (got {rules}, {promoted})")
-        return [f"schema gate: good file passed and promoted, bad file quarantined ({', '.join(rules)})"]
+        return [f"schema gate: good file passed and promoted, bad file quarantined ({', '.join(rules)})"] + self.alerts()
+
+    def alerts(self) -> list[str]:
+        from courier.render import as_text
+
+        from stage_policy.findings import Finding
+        from stage_policy.publish import FindingPublisher
+        from stagewarden.sink import Sink, point_secret
+
+        _step("8. Alert delivery: every finding of this run, as Slack shows it, and in Security Hub")
+        policy = loads(self.policy.read_text(), str(self.policy))
+        secret = policy.alerts.slack_webhook_secret or "stagewarden/slack-webhook"
+        sqs = self.sqs
+        queue, dlq = self.state.attrs["AlertQueue.QueueUrl"], self.state.attrs["AlertDeadLetterQueue.QueueUrl"]
+        with Sink() as sink:
+            point_secret(emulator.boto_client("secretsmanager", self.state), secret, sink.url)
+            print(f"local Slack sink at {sink.shown_url}; secret {secret} points at it (the token is never printed)")
+            result = self.poll("AlertFunction")
+            posts = sink.wait_for(1)
+            print(f"AlertFunction took {result.received} finding(s) from AlertQueue (subscribed raw to the alerts topic), "
+                  f"{result.failed} failed; {len(posts)} Slack post(s)")
+            for post in posts:
+                print("\n" + "\n".join("  | " + line for line in as_text(post).splitlines()))
+            hub = emulator.boto_client("securityhub", self.state).get_findings(MaxResults=100)["Findings"]
+            print(f"\nSecurity Hub holds {len(hub)} finding(s), one per incident:")
+            for f in hub:
+                print(f"  {f['Severity']['Label']:<8} {f['Id'][:70]:<70} count {f['ProductFields']['stagewarden/count']}")
+
+            _step("9. Alert delivery under faults: Slack down, the DLQ, a redrive")
+            sink.set_faults(share_500=1.0)
+            outage = Finding(rule="audit.tamper", severity="critical", resource="arn:aws:cloudtrail:us-east-1:123456789012:trail/org-trail",
+                             principal="arn:aws:iam::123456789012:role/DataScientistAlice",
+                             summary="CloudTrail trail org-trail: DeleteTrail (deleted the trail), published while Slack is down.")
+            FindingPublisher(self.sns, self.state.refs["AlertsTopic"]).publish(outage)
+            result = self.poll("AlertFunction")
+            waiting = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
+            print(f"the sink answers 500 to every post: {result.received} receive(s), {result.failed} failure(s), "
+                  f"answers {dict(sink.answers)}; {len(waiting)} finding(s) now in AlertDeadLetterQueue")
+            print("(in AWS the AlertDeadLettersAlarm mails the operations topic's AlertEmail subscription)")
+            sink.set_faults(share_429=0.5, retry_after=0)
+            for m in waiting:  # an operator's redrive once Slack is back
+                sqs.send_message(QueueUrl=queue, MessageBody=m["Body"])
+                sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
+            before = len(sink.posts)
+            self.poll("AlertFunction")
+            redriven = sink.wait_for(before + len(waiting))[before:]
+            print(f"redriven with Slack back (answering 429 to half the posts, retried after Retry-After): "
+                  f"{len(redriven)} delivered")
+            for post in redriven:
+                print("\n" + "\n".join("  | " + line for line in as_text(post).splitlines()))
+            if not posts or len(waiting) != 1 or len(redriven) != 1 or sink.token in json.dumps(self.state.resources):
+                raise RuntimeError("alert delivery: expected posts, one dead letter and its redelivery")
+        return [f"alerts: {len(posts)} Slack post(s) and {len(hub)} Security Hub finding(s) for this run's incidents; "
+                "a finding sent while Slack was down waited in the DLQ and was delivered on redrive"]
 
 
 def run(template: Path, policy: Path) -> int:

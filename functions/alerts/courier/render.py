@@ -158,6 +158,7 @@ def _plain(mrkdwn: str) -> str:
     import re
 
     text = re.sub(r"<([^|>]+)\|([^>]+)>", r"\2 (\1)", mrkdwn)
+    text = re.sub(r"^\*([^*\n]+)\*", r"\1:", text, flags=re.M)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
@@ -173,7 +174,7 @@ def as_text(payload: dict[str, Any]) -> str:
                 lines.append(_plain(block["text"]["text"]))
             for field in block.get("fields", []):
                 name, _, value = field["text"].partition("\n")
-                lines.append(f"{_plain(name).strip('*')}: {_plain(value)}")
+                lines.append(f"{name.strip('*')}: {_plain(value)}")
         elif kind == "context":
             lines.append(" ".join(_plain(e.get("text", "")) for e in block.get("elements", [])))
     return "\n".join(lines)
