@@ -7,6 +7,7 @@ Each capability adds its step here. It runs on its own moto_server (a free port 
 from __future__ import annotations
 
 import json
+import uuid
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class Demo:
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         quiet = {"POWERTOOLS_METRICS_DISABLED": "true"}  # EMF lines would drown the demo's own output
+        if "detail-type" in event:  # each EventBridge delivery is a new event: a fresh id, as EventBridge gives it
+            event = {**event, "id": str(uuid.uuid4())}
         return invoke(function_spec(self.template, logical_id, self.state), event, self.state.environ() | quiet)
 
     def inbox(self) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stagewarden.cfn import Context, evaluate_conditions, load_template, parameter_defaults, resolve
+from stagewarden.usage import HINT, UsageError, did_you_mean
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -33,8 +34,8 @@ NOT_EMULATED = {
 }
 
 
-class EmulatorError(RuntimeError):
-    pass
+class EmulatorError(UsageError, RuntimeError):
+    """The emulator cannot start or take the template; the message names the resource or the log file."""
 
 
 @dataclass
@@ -66,7 +67,11 @@ def read_state(template: Path) -> LocalState | None:
     path = state_path(template)
     if not path.exists():
         return None
-    return LocalState(**json.loads(path.read_text()))
+    try:
+        return LocalState(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:  # not JSON, not UTF-8, or not our fields
+        raise UsageError(f"{path}: unreadable emulator state ({type(exc).__name__}){HINT}delete it; "
+                         "if a moto_server it started still runs, stop that process by its pid") from None
 
 
 def write_state(template: Path, state: LocalState) -> None:
@@ -339,6 +344,19 @@ def _loopback_policy(document: dict[str, Any]) -> tuple[dict[str, Any], str]:
     dropped = len(document.get("Statement", [])) - len(kept)
     note = "policy applied" + (f" (without {dropped} TLS-only statement(s): the emulator is plain HTTP)" if dropped else "")
     return {**document, "Statement": kept}, note
+
+
+def check_overrides(template_path: Path, overrides: dict[str, str]) -> dict[str, str]:
+    """Every override names a template parameter and, where the template lists them, one of its allowed values."""
+    params = load_template(template_path).get("Parameters") or {}
+    for name, value in overrides.items():
+        if name not in params:
+            raise UsageError(f"--parameter-overrides {name}: not a parameter of {template_path}{did_you_mean(name, params)}"
+                             f"{HINT}use one of {', '.join(params) or '(none)'}")
+        allowed = [str(v) for v in params[name].get("AllowedValues") or []]
+        if allowed and value not in allowed:
+            raise UsageError(f"--parameter-overrides {name}={value}: not an allowed value{HINT}use one of {', '.join(allowed)}")
+    return overrides
 
 
 def provision(template_path: Path, state: LocalState, parameter_overrides: dict[str, str] | None = None) -> LocalState:

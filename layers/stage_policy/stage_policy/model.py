@@ -100,7 +100,7 @@ class Stage(_Model):
     interactive_access: Interactive
     retention: Retention
     download: DownloadStance
-    exfiltration: Exfiltration = Exfiltration()
+    exfiltration: Exfiltration = Field(default_factory=Exfiltration)
     break_glass: BreakGlass | None = None
     mode: Mode | None = None
 
@@ -166,7 +166,7 @@ class Contract(_Model):
     bucket: str | None = None
     prefix: Prefix
     format: DataFormat
-    csv: CsvOptions = CsvOptions()
+    csv: CsvOptions = Field(default_factory=CsvOptions)
     columns: tuple[Column, ...] = Field(min_length=1)
     exact_columns: bool = True
     unique_key: tuple[str, ...] = ()
@@ -224,12 +224,12 @@ class Policy(_Model):
 
     version: Literal[1] = 1
     framework: Literal["five-stage", "three-stage", "two-stage", "three-workspace", "custom"] = "custom"
-    defaults: Defaults = Defaults()
-    organization: Organization = Organization()
-    safety: Safety = Safety()
-    alerts: Alerts = Alerts()
+    defaults: Defaults = Field(default_factory=Defaults)
+    organization: Organization = Field(default_factory=Organization)
+    safety: Safety = Field(default_factory=Safety)
+    alerts: Alerts = Field(default_factory=Alerts)
     stages: dict[StageName, Stage] = Field(min_length=1)
-    resources: ResourceMap = ResourceMap()
+    resources: ResourceMap = Field(default_factory=ResourceMap)
     contracts: tuple[Contract, ...] = ()
 
     def mode_for(self, stage: str) -> Mode:
