@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 from functools import cached_property, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from courier.actions import ACTIONS, SlackPorts, deadline_from
 from courier.pipeline import Run, decide, parse_finding, replay_key
@@ -24,6 +22,9 @@ from stage_policy.store import PolicyStore
 
 #: Every class whose ``permissions`` this function needs: the template test holds its IAM policy to their union.
 USES = (PolicyStore, DeliveryState, *ACTIONS, Executor, ReplaySafety)
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 
 class Courier:
@@ -60,8 +61,6 @@ class Courier:
 
 rt = Runtime()
 courier = Courier(rt)
-# a batch whose records all fail is reported record by record too (SQS retries exactly those), not raised
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord, run: Run, executor: Executor) -> list[str]:
@@ -89,4 +88,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     arn = getattr(context, "invoked_function_arn", "") or "arn:aws:lambda:::000000000000:function:local"
     run = Run(policy.alerts, courier.settings, arn.split(":")[4], arn.split(":")[1], deadline_from(context))
     handler = partial(record_handler, run=run, executor=rt.executor(policy))
-    return process_partial_response(event=event, record_handler=handler, processor=processor, context=context)
+    return rt.process_sqs(event, handler, context)  # partial-batch failure: one bad record fails alone
