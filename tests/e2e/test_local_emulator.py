@@ -129,6 +129,8 @@ def test_the_demo_runs_every_step(tmp_path: Path) -> None:
     assert "bucket policy of acme-lab-data now: (no bucket policy)" in proc.stdout
     assert "promoted: validated/transactions/2026-11-22/good.csv" in proc.stdout
     assert "alert [high] data.quality stage=prod-discovery" in proc.stdout and "GET of the failed object: refused" in proc.stdout
+    assert "  | # HIGH: exfil.bulk-download in prod-discovery" in proc.stdout and "  | # CRITICAL: policy.invalid" in proc.stdout
+    assert "1 finding(s) now in AlertDeadLetterQueue" in proc.stdout and "1 delivered" in proc.stdout
 
 
 def test_a_delivered_log_file_flows_through_eventbridge_and_sqs_to_the_function(running) -> None:
