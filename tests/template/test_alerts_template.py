@@ -69,6 +69,9 @@ def test_the_alert_queue_has_a_dead_letter_queue_and_partial_batch_failure(trans
     mapping = next(r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
                    and r["Properties"]["EventSourceArn"] == {"Fn::GetAtt": ["AlertQueue", "Arn"]})
     assert mapping["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    sub = resources["AlertQueueSubscription"]["Properties"]
+    assert sub["RawMessageDelivery"] is True and sub["FilterPolicy"] == {"schema_version": [{"exists": True}]}
+    assert sub["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["AlertDeadLetterQueue", "Arn"]}}
     # six times the function timeout, as Lambda advises for SQS sources
     assert resources["AlertQueue"]["Properties"]["VisibilityTimeout"] >= 6 * resources["AlertFunction"]["Properties"]["Timeout"]
 
