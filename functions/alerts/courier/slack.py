@@ -271,14 +271,23 @@ def retry_handlers(budget: Budget, max_retries: int = 4, backoff: float = 0.5,
 class SlackWebhook:
     """Posts one payload; raises :class:`DeliveryError` (redacted) when Slack does not take it in the budget."""
 
-    def __init__(self, timeout: float = 10.0, sleep: Callable[[float], None] = time.sleep):
-        self._timeout, self._sleep = timeout, sleep
+    #: After a post has failed every retry, later posts fail at once for this long (left to SQS's retry)
+    #: instead of each spending its own retries on a Slack that is down: one batch must not burn the invocation.
+    BACKOFF_AFTER_FAILURE = 10.0
+
+    def __init__(self, timeout: float = 10.0, sleep: Callable[[float], None] = time.sleep,
+                 backoff_after_failure: float = BACKOFF_AFTER_FAILURE):
+        self._timeout, self._sleep, self._backoff = timeout, sleep, backoff_after_failure
+        self._down_until = 0.0
+        self._down_because = ""
         watch_loggers()
 
     def post(self, url: str, payload: dict[str, Any], deadline: float) -> Budget:
         from slack_sdk.webhook import WebhookClient
 
         budget = Budget(deadline)
+        if time.monotonic() < self._down_until:
+            raise DeliveryError(f"not tried: a post failed moments ago ({self._down_because}); left to SQS's retry")
         if budget.left() < 1.0:
             raise DeliveryError("no time left in this invocation to post to Slack (the message is retried)")
         client = WebhookClient(url, timeout=max(1, int(min(self._timeout, budget.left() - 0.5))), logger=_quiet_logger(),
@@ -286,10 +295,17 @@ class SlackWebhook:
         try:
             response = client.send_dict(payload)
         except Exception as exc:  # noqa: BLE001 - rebuilt without the URL
+            self._failed(f"unreachable, {type(exc).__name__}")
             raise DeliveryError(f"Slack webhook unreachable after {budget.attempts} attempt(s): "
                                 f"{type(exc).__name__}: {REDACTOR.redact(str(exc))[:200]}") from None
         if response.status_code != 200:
             body = REDACTOR.redact(str(response.body or ""))[:200]
+            if response.status_code == 429 or response.status_code >= 500:
+                self._failed(f"answered {response.status_code}")
             raise DeliveryError(f"Slack webhook answered {response.status_code} {body!r} after {budget.attempts} attempt(s)"
                                 + (f" ({budget.waited:.1f}s waiting on 429/5xx)" if budget.waited else ""))
+        self._down_until = 0.0
         return budget
+
+    def _failed(self, why: str) -> None:
+        self._down_until, self._down_because = time.monotonic() + self._backoff, why

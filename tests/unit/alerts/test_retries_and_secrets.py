@@ -177,3 +177,18 @@ def test_the_secret_is_read_once_per_five_minutes() -> None:
     now[0] = 301
     secret.webhooks("s")
     assert calls == ["s", "s"]
+
+
+def test_after_a_post_fails_every_retry_the_rest_of_the_batch_fails_fast(deployed, sink) -> None:
+    # Given a Slack that is down, and a batch of ten incidents
+    from courier.slack import SlackWebhook
+
+    deployed.module.courier.slack.webhook = SlackWebhook(sleep=deployed._sleep)  # as deployed: 10 s of fail-fast
+    sink.set_faults(share_500=1.0)
+    records = [record(dict(finding_of("finding_high"), dedup_key=f"down-{i}"), f"m{i}") for i in range(10)]
+
+    result = deployed({"Records": records})
+
+    # Then every record fails (SQS retries them), but only the first spent its retries on Slack
+    assert len(result["batchItemFailures"]) == 10
+    assert sink.answers == {500: 5} and len(deployed.sleeps) == 4
