@@ -60,6 +60,8 @@ class PostToSlack(Action):
     ports: Any = field(default=None, compare=False, hash=False, repr=False)  # SlackPorts
     now: int = 0
     deadline: float = 0.0
+    #: Set when the post cannot be made as configured (a secret this deployment may not read): fails, so it is retried.
+    refused: str = ""
 
     def describe(self) -> str:
         return f"post {self.target} ({self.severity}) to Slack"
@@ -68,6 +70,8 @@ class PostToSlack(Action):
         return (type(self).__name__, self.target, self.rank, id(self))
 
     def apply(self, clients: Clients) -> str:
+        if self.refused:
+            raise DeliveryError(self.refused)
         ports: SlackPorts = self.ports
         incident = self.incident
         assert incident is not None

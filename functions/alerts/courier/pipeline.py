@@ -16,7 +16,6 @@ from courier import asff, render
 from courier.actions import ImportToSecurityHub, PostToSlack, SlackPorts
 from courier.incident import Incident, held_back, post_reason
 from courier.settings import AlertSettings
-from courier.slack import DeliveryError
 
 from stage_policy.actions import Decision
 from stage_policy.events import EventError, load_json
@@ -58,15 +57,14 @@ def replay_key(body: Any) -> str:
     return f"alert#{hashlib.sha256(raw).hexdigest()}"
 
 
-def check_secret(alerts: Alerts, settings: AlertSettings) -> str | None:
+def check_secret(alerts: Alerts, settings: AlertSettings) -> str:
+    """Why the policy's Slack secret cannot be used here ('' when it can)."""
     secret = alerts.slack_webhook_secret
-    if secret is None:
-        return None
-    if not settings.secret_allowed(secret):
+    if secret is not None and not settings.secret_allowed(secret):
         granted = settings.slack_webhook_secret or "none (SlackWebhookSecretName is empty)"
-        raise DeliveryError(f"alerts.slack_webhook_secret names {secret!r}, but this deployment may read only {granted}: "
-                            "set the template parameter SlackWebhookSecretName to the same secret")
-    return secret
+        return (f"alerts.slack_webhook_secret names {secret!r}, but this deployment may read only {granted}: "
+                "set the template parameter SlackWebhookSecretName to the same secret")
+    return ""
 
 
 def _iso(epoch: int) -> str:
@@ -92,7 +90,7 @@ def decide(finding: Finding, incident: Incident, run: Run, slack: SlackPorts | N
                             total=max(incident.total, 1), since=incident.since or None, last_seen=incident.last_seen or None,
                             source_url=source_url(finding, region))
         actions.append(ImportToSecurityHub(item["Id"], asff=item))
-    secret = check_secret(run.alerts, run.settings)
+    secret, refused = run.alerts.slack_webhook_secret, check_secret(run.alerts, run.settings)
     reason = post_reason(incident, rank, now)
     if secret is not None and slack is not None and reason is not None:
         if finding.evidence.get("escalated") and reason == "new incident":
@@ -101,5 +99,5 @@ def decide(finding: Finding, incident: Incident, run: Run, slack: SlackPorts | N
                                    first_seen=_iso(incident.window_start), previous_window_held=incident.previous_held)
         actions.append(PostToSlack(finding.dedup_key, rank=rank, severity=finding.severity, secret_id=secret,
                                    payload=render.message(finding, delivery, region), incident=incident, ports=slack,
-                                   now=now, deadline=run.deadline))
+                                   now=now, deadline=run.deadline, refused=refused))
     return Decision(finding.model_copy(deep=True), actions, finding.stage, "alert")

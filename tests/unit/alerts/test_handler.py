@@ -145,10 +145,12 @@ def test_a_secret_the_deployment_may_not_read_fails_the_record_naming_both(deplo
 
     result = deployed(sqs_event("finding_high"))
 
+    # Then the record fails (retried, then dead-lettered) with a message naming both secrets; Security Hub still got it
     assert result["batchItemFailures"] == [{"itemIdentifier": sqs_event("finding_high")["Records"][0]["messageId"]}]
-    assert sink.payloads() == []
+    assert sink.payloads() == [] and len(hub_findings()) == 1
     audit = boto3.client("dynamodb").scan(TableName=deployed.stack.refs["AuditTable"])["Items"]
-    assert audit == [] or all("someone-else" not in i.get("result", {}).get("S", "") for i in audit)
+    failed = [i["result"]["S"] for i in audit if i["status"]["S"] == "failed"]
+    assert failed and "'someone-else/webhook'" in failed[0] and f"may read only {SECRET}" in failed[0]
 
 
 def test_one_channel_per_severity(deployed, stack, sink) -> None:
