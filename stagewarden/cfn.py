@@ -104,6 +104,35 @@ def parameter_defaults(template: dict[str, Any], overrides: dict[str, str] | Non
     return params
 
 
+def check_parameters(template: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """CloudFormation's checks of parameter values, one message per failure naming the parameter.
+
+    AllowedValues, MinLength, MaxLength and AllowedPattern (matched against the whole value,
+    empty included), as CloudFormation applies them before it creates anything.
+    """
+    errors = []
+    for name, spec in (template.get("Parameters") or {}).items():
+        if name not in values:
+            if "Default" not in spec:
+                errors.append(f"Parameters.{name}: no value and no default")
+            continue
+        value = str(values[name])
+        allowed = [str(v) for v in spec.get("AllowedValues") or []]
+        if allowed and value not in allowed:
+            problem = f"is not one of {', '.join(allowed)}"
+        elif "MinLength" in spec and len(value) < int(spec["MinLength"]):
+            problem = f"is shorter than {spec['MinLength']} character(s)"
+        elif "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+            problem = f"is longer than {spec['MaxLength']} characters"
+        elif "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], value):
+            problem = f"does not match {spec['AllowedPattern']}"
+        else:
+            continue
+        why = spec.get("ConstraintDescription")
+        errors.append(f"Parameters.{name}: {value!r} {problem}" + (f" ({why})" if why else ""))
+    return errors
+
+
 def evaluate_conditions(template: dict[str, Any], ctx: Context) -> None:
     for name, expr in (template.get("Conditions") or {}).items():
         ctx.conditions[name] = bool(resolve(expr, ctx))

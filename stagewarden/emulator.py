@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from stagewarden.cfn import Context, evaluate_conditions, load_template, parameter_defaults, resolve
+from stagewarden.cfn import Context, check_parameters, evaluate_conditions, load_template, parameter_defaults, resolve
 from stagewarden.usage import HINT, UsageError, did_you_mean
 
 REGION = "us-east-1"
@@ -32,6 +32,9 @@ NOT_EMULATED = {
     "AWS::Serverless::LayerVersion": "not deployed: `stagewarden invoke` puts the layer source on the path",
     "AWS::Scheduler::Schedule": "moto stores schedules but never fires them: invoke with a scheduled event",
 }
+
+#: Values for the parameters a deployment must set (no default in the template): the buckets of events/ and the demo.
+LOCAL_PARAMETERS = {"DataBucketNamePrefix": "acme-lab-"}
 
 
 class EmulatorError(UsageError, RuntimeError):
@@ -150,6 +153,7 @@ def boto_client(service: str, state: LocalState) -> Any:
 _ORDER = [
     "AWS::KMS::Key", "AWS::KMS::Alias", "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SQS::Queue",
     "AWS::Events::Rule", "AWS::SQS::QueuePolicy", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription",
+    "AWS::IAM::ManagedPolicy",
     "AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm",
 ]
 
@@ -164,6 +168,9 @@ class Provisioner:
         self.ctx = state.context()
 
     def run(self) -> LocalState:
+        errors = check_parameters(self.template, self.state.parameters)
+        if errors:  # refused before anything is created, as CloudFormation does
+            raise EmulatorError("template " + "; ".join(errors))
         evaluate_conditions(self.template, self.ctx)
         resources = self.template["Resources"]
         ordered = sorted(resources.items(), key=lambda kv: _ORDER.index(kv[1]["Type"]) if kv[1]["Type"] in _ORDER else len(_ORDER))
@@ -303,6 +310,12 @@ class Provisioner:
             return arn, "email subscription" + (f" ({extras})" if extras else "") + " (the emulator delivers nothing by e-mail)"
         return arn, f"{p['Protocol']} subscription" + (f" ({extras})" if extras else "") + " (moto delivers to it)"
 
+    def _iam_managedpolicy(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        kwargs = {k: p[k] for k in ("Description", "Path") if k in p}
+        arn = self.client("iam").create_policy(PolicyName=p.get("ManagedPolicyName") or self._name(logical),
+                                               PolicyDocument=json.dumps(p["PolicyDocument"]), **kwargs)["Policy"]["Arn"]
+        return arn, "created (nothing is attached: the functions run in-process, under your credentials)"
+
     def _logs_loggroup(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
         logs = self.client("logs")
         logs.create_log_group(logGroupName=p["LogGroupName"])
@@ -361,7 +374,7 @@ def check_overrides(template_path: Path, overrides: dict[str, str]) -> dict[str,
 
 def provision(template_path: Path, state: LocalState, parameter_overrides: dict[str, str] | None = None) -> LocalState:
     template = load_template(template_path)
-    state.parameters = parameter_defaults(template, parameter_overrides)
+    state.parameters = parameter_defaults(template, {**LOCAL_PARAMETERS, **(parameter_overrides or {})})
     return Provisioner(template, state, lambda service: boto_client(service, state)).run()
 
 

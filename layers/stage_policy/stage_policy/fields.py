@@ -153,8 +153,10 @@ PARAMETERS: tuple[Parameter, ...] = (
     Parameter("CloudTrailBucketName", "IAM scope, EventBridge rule, log-file reads of ExfiltrationFunction",
               "your trail's bucket (empty: the stack creates one)"),
     Parameter("CloudTrailKmsKeyArn", "IAM (kms:Decrypt) of ExfiltrationFunction", "the key that encrypts log files, if any"),
-    Parameter("DataBucketNamePrefix", "IAM scope and EventBridge rules of the data functions",
-              "name prefix of the stage data buckets"),
+    Parameter("DataBucketNamePrefix", "IAM scope (every S3 write) and EventBridge rules of the data functions",
+              "required: name prefix of the stage data buckets; an empty prefix is refused"),
+    Parameter("PermissionsBoundaryArn", "PermissionsBoundary of every role the stack creates",
+              "your organisation's boundary; empty: the stack creates StagewardenBoundary"),
 )
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from stagewarden.cli import main
-from tests.helpers import CORPUS, ROOT
+from tests.helpers import ROOT
 
 
 def test_policy_validate_accepts_the_example(capsys, example_policy_path) -> None:
@@ -101,8 +101,8 @@ def test_unknown_subcommand_is_a_usage_error(capsys) -> None:
 # ------------------------------------------------------------------ scan cloudtrail
 
 
-def test_scan_prints_one_json_finding_per_line(capsys) -> None:
-    assert main(["scan", "cloudtrail", str(CORPUS)]) == 0
+def test_scan_prints_one_json_finding_per_line(capsys, corpus) -> None:
+    assert main(["scan", "cloudtrail", str(corpus)]) == 0
     captured = capsys.readouterr()
     findings = [json.loads(line) for line in captured.out.splitlines()]
     assert len(findings) == 8 and {f["rule"] for f in findings} == {"audit.tamper", "exfil.snapshot-share", "exfil.bucket-policy-external"}
@@ -110,12 +110,12 @@ def test_scan_prints_one_json_finding_per_line(capsys) -> None:
     assert "scanned 55 file(s), 2900 record(s): 8 finding(s)" in captured.err
 
 
-def test_scan_fail_on_exits_1_when_findings_reach_the_severity(capsys) -> None:
-    assert main(["scan", "cloudtrail", str(CORPUS), "--fail-on", "critical"]) == 1
+def test_scan_fail_on_exits_1_when_findings_reach_the_severity(capsys, corpus) -> None:
+    assert main(["scan", "cloudtrail", str(corpus), "--fail-on", "critical"]) == 1
 
 
-def test_scan_table_format(capsys) -> None:
-    assert main(["scan", "cloudtrail", str(CORPUS), "--format", "table"]) == 0
+def test_scan_table_format(capsys, corpus) -> None:
+    assert main(["scan", "cloudtrail", str(corpus), "--format", "table"]) == 0
     assert capsys.readouterr().out.splitlines()[0].startswith("CRITICAL audit.tamper")
 
 

@@ -14,7 +14,6 @@ from stage_policy.executor import effective_mode
 from stage_policy.loader import loads
 from stagewarden.scan import default_policy, expand, one_per_incident, scan
 from stagewarden.trailgen import CLI_UA, bulk_download, data_event, log_file, workload
-from tests.helpers import CORPUS
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
 POLICY = loads("""
 framework: three-stage
@@ -197,10 +196,8 @@ def test_worst_window() -> None:
 
 # ------------------------------------------------------------------ the corpus
 @pytest.fixture(scope="module")
-def corpus_findings():
-    if not CORPUS.is_dir():
-        pytest.fail(f"corpus missing: {CORPUS}")
-    return one_per_incident(d for _, _, ds in scan(expand([str(CORPUS)]), default_policy()) for d in ds)
+def corpus_findings(corpus):
+    return one_per_incident(d for _, _, ds in scan(expand([str(corpus)]), default_policy()) for d in ds)
 
 
 def test_corpus_external_bucket_policy_found_cloudtrail_service_policies_not(corpus_findings) -> None:
@@ -226,6 +223,6 @@ def test_corpus_has_no_bulk_download_and_nothing_unexpected(corpus_findings) -> 
     assert {d.finding.rule for d in corpus_findings} == {"exfil.bucket-policy-external", "exfil.snapshot-share", "audit.tamper"}
 
 
-def test_corpus_files_are_used_as_they_are() -> None:
-    files = expand([str(CORPUS)])
+def test_corpus_files_are_used_as_they_are(corpus) -> None:
+    files = expand([str(corpus)])
     assert len(files) == 55 and all(p.read_bytes()[:12] == b'{"Records":[' for p in files)
