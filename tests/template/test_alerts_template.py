@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from stagewarden.cfn import load_template, parameter_defaults
-from stagewarden.emulator import LocalState, Provisioner
+from stagewarden.emulator import LOCAL_PARAMETERS, LocalState, Provisioner
 from tests.helpers import ROOT
 
 TEMPLATE = ROOT / "template.yaml"
@@ -91,7 +91,7 @@ def provisioned():
         def build(**overrides: str) -> LocalState:
             template = load_template(TEMPLATE)
             state = LocalState(endpoint="", pid=None, stack_name=f"t{len(overrides)}")
-            state.parameters = parameter_defaults(template, overrides)
+            state.parameters = parameter_defaults(template, {**LOCAL_PARAMETERS, **overrides})
             return Provisioner(template, state, boto3.client).run()
         yield build
 

@@ -63,7 +63,8 @@ def covered(boundary: list[dict], effect: str, action: str, resource: str, condi
 def test_every_role_the_stack_creates_carries_the_permissions_boundary(translated) -> None:
     created = roles(translated["Resources"])
 
-    assert set(created) == {"PolicyGuardFunctionRole", "PolicyGuardFunctionHourlyRole", "ExfiltrationFunctionRole", "SchemaGateFunctionRole"}
+    assert set(created) == {"PolicyGuardFunctionRole", "PolicyGuardFunctionHourlyRole", "ExfiltrationFunctionRole", "SchemaGateFunctionRole",
+                            "AlertFunctionRole"}
     assert {k: r["Properties"].get("PermissionsBoundary") for k, r in created.items()} == {k: BOUNDARY for k in created}
     assert TEMPLATE["Parameters"]["PermissionsBoundaryArn"]["Default"] == ""
     assert TEMPLATE["Conditions"]["CreateBoundary"] == {"Fn::Equals": [{"Ref": "PermissionsBoundaryArn"}, ""]}
