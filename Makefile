@@ -2,6 +2,7 @@
 #   make demo    - every guardrail end to end on the local AWS emulator (moto_server)
 #   make test    - the whole test suite (unit, template incl. sam validate/build, e2e)
 #   make bench   - the performance figures (bench/)
+#   make property - the retention sweep planner's safety property over 10,000 generated bucket states
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 SAM_VENV := .venv-sam
@@ -9,7 +10,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test bench build validate clean
+.PHONY: demo test bench property build validate clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +31,12 @@ test: $(VENV)/.installed $(SAM_VENV)/.installed
 bench: $(VENV)/.installed
 	$(VENV)/bin/python bench/import_and_load.py
 	$(VENV)/bin/python -W ignore bench/exfil.py
+	$(VENV)/bin/python -W ignore bench/retention.py
 	$(VENV)/bin/pip install --quiet -e '.[test,bench]'
 	$(VENV)/bin/python bench/schema_gate.py
+
+property: $(VENV)/.installed
+	STAGEWARDEN_SWEEP_EXAMPLES=10000 $(VENV)/bin/pytest tests/unit/retention/test_property.py -p no:cacheprovider --hypothesis-show-statistics
 
 validate: $(SAM_VENV)/.installed
 	$(SAM_VENV)/bin/sam validate --lint

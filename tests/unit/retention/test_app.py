@@ -390,3 +390,14 @@ def test_a_refused_deletion_is_published_then_fails_the_run(lab) -> None:
     swept = next(f for f in drain(lab.inbox) if f["rule"] == "retention.swept")
     assert "FAILED to delete" in swept["action"] and "raw/held.csv" in swept["action"]
     assert [v["Key"] for v in s3.list_object_versions(Bucket="acme-lab-locked")["Versions"]] == ["raw/held.csv"]
+
+
+def test_a_run_near_the_timeout_stops_and_says_so(lab) -> None:
+    seed_versions(boto3.client("s3"))
+    spec = function_spec(ROOT / "template.yaml", "RetentionFunction", lab)
+
+    invoke(spec, schedule(), {"STAGEWARDEN_SWEEP_MARGIN_SECONDS": "100000"})  # more than the 900 s timeout: out of time at once
+
+    assert ("raw/old.csv", False) in versions(LAB)
+    [finding] = [f for f in drain(lab.inbox) if f["rule"] == "retention.sweep-incomplete"]
+    assert "ran out of time before finishing" in finding["summary"] and LAB in finding["evidence"]["buckets"]
