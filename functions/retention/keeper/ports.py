@@ -132,19 +132,18 @@ class VersionLister:
                 kwargs.pop("VersionIdMarker", None)
 
 
-def group_by_key(pages: Iterator[Page]) -> Iterator[tuple[list[Entry], bool]]:
-    """Every key's entries together (a key may span pages), with whether more pages follow."""
+def group_by_key(pages: Iterator[Page]) -> Iterator[list[Entry]]:
+    """Every key's entries together, in key order; a key that continues on the next page waits for it."""
     pending: dict[str, list[Entry]] = {}
     for page in pages:
         for entry in page.entries:
             pending.setdefault(entry.key, []).append(entry)
-        more = page.next_key is not None
-        # keys sort lexicographically across pages; the last key may continue on the next page
-        ready = sorted(pending) if not more else [k for k in sorted(pending) if k < (page.next_key or "")]
+        # keys sort lexicographically across pages; only the page's last key may continue on the next one
+        ready = sorted(pending) if page.next_key is None else [k for k in sorted(pending) if k < page.next_key]
         for key in ready:
-            yield pending.pop(key), True
+            yield pending.pop(key)
     for key in sorted(pending):
-        yield pending.pop(key), False
+        yield pending.pop(key)
 
 
 class LockReader:

@@ -179,7 +179,7 @@ class Keeper:
         start = self.markers.get(view.name) if (resume and self.markers is not None) else None
         sweep = Sweep(view.retention, self.now, cap, mode, view.config.lock_enabled)
         stopped = None
-        for entries, _more in group_by_key(self.lister.pages(view.name, start)):
+        for entries in group_by_key(self.lister.pages(view.name, start)):
             if sweep.full:
                 stopped = "cap"
                 break
@@ -246,7 +246,7 @@ class Keeper:
 
     # ---------------------------------------------------------------- whole runs
     def run(self, buckets: list[str], executor: Any, sweep: bool, principal: str | None = None, trigger: str | None = None,
-            out_of_time: Callable[[], bool] | None = None, views: dict[str, BucketView] | None = None) -> Iterator[Decision]:
+            out_of_time: Callable[[], bool] | None = None) -> Iterator[Decision]:
         """Reconcile (and sweep) each bucket in turn; lazily, so each bucket's cap is what the last one left."""
         run = RunState()
         skipped: list[str] = []
@@ -261,8 +261,6 @@ class Keeper:
                     self.log.warning("bucket unreadable", extra={"bucket": bucket, "error": describe(exc)})
                 skipped.append(f"{bucket}: {describe(exc)}")
                 continue
-            if views is not None:
-                views[bucket] = view
             yield from self.reconcile(view, principal, trigger)
             if not sweep or not self.sweepable(view):
                 continue

@@ -91,3 +91,27 @@ def test_without_test_mode_the_real_token_is_passed_through(lab, sent) -> None:
     with pytest.raises(NotImplementedError):  # moto: "PutEvaluations without TestMode is not yet implemented"
         run(lab, evt)
     assert sent[-1]["ResultToken"] == "opaque-token-from-config" and sent[-1]["TestMode"] is False
+
+
+def test_scenario_done_when_a_drifted_bucket_is_reconciled_reported_and_swept(lab, sent) -> None:
+    """The issue's "done when", on one bucket: the event path reconciles, the Config path reports, the schedule sweeps."""
+    from tests.unit.retention.conftest import versions, written_days_ago
+
+    s3 = boto3.client("s3")
+    s3.put_bucket_lifecycle_configuration(Bucket=LAB, LifecycleConfiguration={"Rules": [RAW_30_TAMPERED]})
+    with written_days_ago(45):
+        s3.put_object(Bucket=LAB, Key="raw/expired.csv", Body=b"x")
+    s3.put_object(Bucket=LAB, Key="raw/fresh.csv", Body=b"x")
+
+    run(lab, change_event())  # Config: drifted
+    assert sent[-1]["Evaluations"][0]["ComplianceType"] == "NON_COMPLIANT"
+    run(lab, event("put_bucket_lifecycle.eventbridge.json"))  # the change's own event: reconciled
+    assert rules(LAB)["stagewarden-class-raw/"]["Expiration"] == {"Days": 30}
+    run(lab, change_event())  # Config: at policy now
+    assert sent[-1]["Evaluations"][0]["ComplianceType"] == "COMPLIANT"
+    schedule = event("schedule.json")
+    schedule["time"] = "2099-01-01T00:00:00Z"  # capped at the clock
+    run(lab, schedule)  # the daily run: swept
+
+    assert versions(LAB) == [("raw/fresh.csv", False)]
+    assert [f["rule"] for f in drain(lab.inbox)] == ["retention.drift", "retention.swept"]
