@@ -269,7 +269,14 @@ class Keeper:
             if mode == "enforce" and cap <= 0:
                 run.cap_spent_before.append(bucket)
                 continue
-            yield from self.sweep(view, mode, cap, run, out_of_time)
+            try:
+                decisions = self.sweep(view, mode, cap, run, out_of_time)  # lists and plans: reads only
+            except Exception as exc:  # noqa: BLE001 - reported; the other buckets are still swept
+                if self.log is not None:
+                    self.log.warning("bucket not swept", extra={"bucket": bucket, "error": describe(exc)})
+                skipped.append(f"{bucket}: {describe(exc)}")
+                continue
+            yield from decisions
         yield from self._run_findings(run, skipped)
 
     def _run_findings(self, run: RunState, skipped: list[str]) -> Iterator[Decision]:
@@ -294,7 +301,7 @@ class Keeper:
         if skipped:
             yield Decision(Finding(
                 rule="retention.unreadable", severity="medium", stage=None, resource=arn(skipped[0].split(":", 1)[0]),
-                summary=f"{len(skipped)} bucket(s) could not be read and were neither reconciled nor swept: {skipped[0]}.",
+                summary=_cut(f"{len(skipped)} bucket(s) could not be read (not reconciled or not swept): {skipped[0]}.", 990),
                 evidence={"buckets": skipped[:50]}), [], None)
 
     # ---------------------------------------------------------------- AWS Config

@@ -401,3 +401,31 @@ def test_a_run_near_the_timeout_stops_and_says_so(lab) -> None:
     assert ("raw/old.csv", False) in versions(LAB)
     [finding] = [f for f in drain(lab.inbox) if f["rule"] == "retention.sweep-incomplete"]
     assert "ran out of time before finishing" in finding["summary"] and LAB in finding["evidence"]["buckets"]
+
+
+def test_a_bucket_that_cannot_be_listed_is_reported_and_the_others_are_still_swept(lab) -> None:
+    from keeper.ports import BucketReader, LockReader, VersionLister
+    from keeper.reconcile import Keeper
+
+    from stage_policy.executor import Executor, settle
+    from stage_policy.loader import load
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="acme-lab-broken")
+    with written_days_ago(45):
+        s3.put_object(Bucket=LAB, Key="raw/a.csv", Body=b"x")
+
+    class Flaky(VersionLister):
+        def pages(self, bucket, after_key=None):
+            if bucket == "acme-lab-broken":
+                raise RuntimeError("listing refused")
+            return super().pages(bucket, after_key)
+
+    policy = load(ROOT / "policy.example.yaml")
+    keeper = Keeper(policy, BucketReader(s3), Flaky(s3), LockReader(s3), datetime.now(timezone.utc))
+    executor = Executor(lambda service: boto3.client(service), policy, "enforce")
+    findings = settle(keeper.run(["acme-lab-broken", LAB], executor, sweep=True), executor, lambda f: None)
+
+    assert versions(LAB) == []
+    unreadable = next(f for f in findings if f.rule == "retention.unreadable")
+    assert "acme-lab-broken: RuntimeError: listing refused" in unreadable.summary
