@@ -444,6 +444,10 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True, metavar="PROFILE")
     p.set_defaults(func=cmd_data_profile)
 
+    from stagewarden.retention import register as register_retention
+
+    register_retention(sub)
+
     p = with_template(sub.add_parser("demo", help="every guardrail end to end on a fresh local emulator"))
     p.add_argument("--policy", default="policy.example.yaml")
     p.set_defaults(func=cmd_demo)
