@@ -444,6 +444,9 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True, metavar="PROFILE")
     p.set_defaults(func=cmd_data_profile)
 
+    from stagewarden.retention import register as register_retention
+
+    register_retention(sub)
     from stagewarden.alerts import add_parsers as add_alerts_parsers
 
     add_alerts_parsers(sub, local, with_template)  # `alerts test`, `local sink`

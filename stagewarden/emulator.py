@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from stagewarden.cfn import Context, check_parameters, evaluate_conditions, load_template, parameter_defaults, resolve
 from stagewarden.usage import HINT, UsageError, did_you_mean
@@ -31,6 +32,7 @@ NOT_EMULATED = {
     "AWS::Serverless::Function": "not deployed: run it in-process with `stagewarden invoke <LogicalId> -e events/...`",
     "AWS::Serverless::LayerVersion": "not deployed: `stagewarden invoke` puts the layer source on the path",
     "AWS::Scheduler::Schedule": "moto stores schedules but never fires them: invoke with a scheduled event",
+    "AWS::Lambda::Permission": "not needed: functions are not deployed here (`stagewarden invoke` runs them in-process)",
 }
 
 #: Values for the parameters a deployment must set (no default in the template): the buckets of events/ and the demo.
@@ -91,7 +93,9 @@ def free_port() -> int:
 
 def is_alive(endpoint: str, timeout: float = 1.0) -> bool:
     try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=timeout) as resp:  # noqa: S310 - loopback
+        # the dashboard page, not data.json: that one serialises every model instance ever made (slow with many
+        # objects, and it asks for Docker once any Lambda function has existed, as the Config rule's stand-in does)
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=timeout) as resp:  # noqa: S310 - loopback
             return resp.status == 200
     except OSError:
         return False
@@ -155,6 +159,7 @@ _ORDER = [
     "AWS::Events::Rule", "AWS::SQS::QueuePolicy", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription",
     "AWS::IAM::ManagedPolicy",
     "AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm",
+    "AWS::Config::ConfigRule",
 ]
 
 
@@ -349,6 +354,50 @@ class Provisioner:
                 note = "event source not emulated: invoke with a sample event"
             self._record(f"{logical}.{event_name}", event.get("Type", "?"), "-", note)
         return name, NOT_EMULATED["AWS::Serverless::Function"]
+
+    def _config_configrule(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        source = dict(p["Source"])
+        rule = {k: p[k] for k in ("ConfigRuleName", "Description", "Scope", "MaximumExecutionFrequency") if k in p}
+        rule["ConfigRuleName"] = rule.get("ConfigRuleName") or self._name(logical)
+        rule["Source"] = source
+        if "InputParameters" in p:
+            params = p["InputParameters"]
+            rule["InputParameters"] = params if isinstance(params, str) else json.dumps(params)
+        config = self.client("config")
+        if source.get("Owner") == "CUSTOM_LAMBDA":
+            with self._standin(source["SourceIdentifier"]):  # moto checks the function exists when the rule is put
+                config.put_config_rule(ConfigRule=rule)
+        else:
+            config.put_config_rule(ConfigRule=rule)
+        created = config.describe_config_rules(ConfigRuleNames=[rule["ConfigRuleName"]])["ConfigRules"][0]
+        self.ctx.attrs[(logical, "Arn")] = created["ConfigRuleArn"]
+        self.ctx.attrs[(logical, "ConfigRuleId")] = created["ConfigRuleId"]
+        return rule["ConfigRuleName"], ("created (moto stores the rule but never evaluates it: invoke the function with "
+                                        "events/retention/config_*.json)")
+
+    @contextmanager
+    def _standin(self, function: str) -> Iterator[None]:
+        """A stub of a template function on the emulator for as long as a resource naming it is created.
+
+        Removed again afterwards: functions are not deployed here (`stagewarden invoke` runs them in-process).
+        """
+        import io
+        import zipfile
+
+        lam, iam, name = self.client("lambda"), self.client("iam"), function.rsplit(":", 1)[-1]
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                        "Action": "sts:AssumeRole"}]}
+        role = iam.create_role(RoleName=f"{name}-standin", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as zf:
+            zf.writestr("standin.py", "def handler(event, context):\n    raise RuntimeError('emulator stand-in')\n")
+        lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="standin.handler",
+                            Code={"ZipFile": code.getvalue()})
+        try:
+            yield
+        finally:
+            lam.delete_function(FunctionName=name)
+            iam.delete_role(RoleName=f"{name}-standin")
 
 
 def _loopback_policy(document: dict[str, Any]) -> tuple[dict[str, Any], str]:

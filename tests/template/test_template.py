@@ -59,6 +59,8 @@ BROAD_BY_DESIGN = {
                              "(nothing deleted); IAM cannot name snapshots that do not exist yet"),
     "RevertDbSnapshotShares": ({"rds:ModifyDBSnapshotAttribute", "rds:ModifyDBClusterSnapshotAttribute"},
                                "as RevertSnapshotShares, for RDS snapshots and cluster snapshots"),
+    "AnswerConfigRule": ({"config:PutEvaluations"},
+                         "PutEvaluations has no resource-level permissions; the result token names the rule"),
 }
 DEPLOYMENTS = {
     "defaults": {},
