@@ -10,7 +10,7 @@ function's IAM statements from the classes the function uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -53,8 +53,12 @@ class Action:
         return 1
 
     def identity(self) -> tuple[Any, ...]:
-        """Two actions with the same identity in one invocation are carried out once."""
-        return (type(self).__name__, self.target)
+        """Two actions with the same identity in one invocation are carried out once.
+
+        Every field counts, not only ``target``: removing a snapshot share with account A
+        is not the same action as removing one with account B.
+        """
+        return (type(self).__name__, *(getattr(self, f.name) for f in fields(self)))
 
 
 @dataclass
