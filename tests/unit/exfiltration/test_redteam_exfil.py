@@ -102,3 +102,46 @@ def test_a_bucket_policy_naming_many_outside_accounts_is_still_reported_and_reve
     assert finding["rule"] == "exfil.bucket-policy-external" and len(finding["summary"]) <= 1000
     with pytest.raises(Exception, match="NoSuchBucketPolicy"):
         boto3.client("s3").get_bucket_policy(Bucket="acme-lab-data")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "exfil.engine._revoke turns any ':role/' principal into RevokeSessions(<role name>) and the action calls "
+    "iam.put_role_policy(RoleName=...) in the function's own account: a bulk download by 999999999999's role "
+    "DataScientistAlice revokes this account's DataScientistAlice (same-named roles across accounts are common with "
+    "StackSets/landing zones), and the actual reader is untouched"))
+def test_a_bulk_download_by_another_accounts_role_does_not_revoke_a_same_named_role_here(lab) -> None:
+    # Given this account's DataScientistAlice, and a role of the same name in a partner account reading the lab bucket
+    role("DataScientistAlice")
+    records = bulk_download(role="DataScientistAlice", session="partner@example.com", bucket="acme-lab-data", objects=1500,
+                            start=T0, seconds=240, nbytes=10, account="999999999999", **INSIDE)
+    event = sqs_event("log_file_delivered")
+    detail = json.loads(event["Records"][0]["body"])["detail"]
+    boto3.client("s3").put_object(Bucket=detail["bucket"]["name"], Key=detail["object"]["key"], Body=log_file(records))
+
+    # When the log file is processed in enforce
+    run(lab, event)
+
+    # Then the bulk download is reported, and this account's role keeps its sessions
+    [bulk] = [f for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download"]
+    assert bulk["principal"] == "arn:aws:iam::999999999999:role/DataScientistAlice"
+    assert boto3.client("iam").list_role_policies(RoleName="DataScientistAlice")["PolicyNames"] == []
+
+
+def test_one_event_twice_in_a_batch_and_again_under_a_new_message_id_alerts_and_acts_once(lab) -> None:
+    # Given one external bucket-policy change delivered twice in one batch (EventBridge and SQS are at-least-once)
+    role("DataScientistAlice")
+    backdoor = {"Version": "2012-10-17", "Statement": [{"Sid": "Backdoor", "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::999988887777:root"}, "Action": "s3:GetObject",
+                "Resource": "arn:aws:s3:::acme-lab-data/*"}]}
+    boto3.client("s3").put_bucket_policy(Bucket="acme-lab-data", Policy=json.dumps(backdoor))
+    body = eventbridge_envelope(management_event("PutBucketPolicy", "s3.amazonaws.com",
+                                                 {"bucketName": "acme-lab-data", "bucketPolicy": backdoor}))
+
+    first = run(lab, {"Records": [sqs_record(body, "m-1"), sqs_record(body, "m-2")]})
+    again = run(lab, {"Records": [sqs_record(body, "m-3")]})  # redelivered later with a new messageId
+
+    # Then one alert and one revert, and the ledger holds the revert once
+    assert first == again == {"batchItemFailures": []}
+    assert [f["rule"] for f in drain(lab.inbox)] == ["exfil.bucket-policy-external"]
+    audit = boto3.client("dynamodb").scan(TableName=lab.refs["AuditTable"])["Items"]
+    assert [(i["action"]["S"], i["status"]["S"]) for i in audit] == [("revert-bucket-policy", "done")]
