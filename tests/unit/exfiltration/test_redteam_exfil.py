@@ -145,3 +145,23 @@ def test_one_event_twice_in_a_batch_and_again_under_a_new_message_id_alerts_and_
     assert [f["rule"] for f in drain(lab.inbox)] == ["exfil.bucket-policy-external"]
     audit = boto3.client("dynamodb").scan(TableName=lab.refs["AuditTable"])["Items"]
     assert [(i["action"]["S"], i["status"]["S"]) for i in audit] == [("revert-bucket-policy", "done")]
+
+
+def test_a_bulk_download_from_a_dry_run_stage_and_an_enforcing_one_is_contained(lab) -> None:
+    # Given Alice bulk-downloading, in one log file, first from UAT (prod-integration: dry_run) then from the lab (enforce)
+    role("DataScientistAlice")
+    boto3.client("s3").create_bucket(Bucket="acme-uat-data")
+    records = [bulk_download(role="DataScientistAlice", session="alice@example.com", bucket=bucket, objects=1500,
+                             start=T0, seconds=240, nbytes=10, seed=i, **INSIDE)
+               for i, bucket in enumerate(("acme-uat-data", "acme-lab-data"))]
+    event = sqs_event("log_file_delivered")
+    detail = json.loads(event["Records"][0]["body"])["detail"]
+    boto3.client("s3").put_object(Bucket=detail["bucket"]["name"], Key=detail["object"]["key"], Body=log_file(records[0] + records[1]))
+
+    # When the file is processed
+    run(lab, event)
+
+    # Then the lab's containment happens (the UAT dry run does not count as having done it)
+    assert boto3.client("iam").list_role_policies(RoleName="DataScientistAlice")["PolicyNames"] == ["StagewardenRevokeOlderSessions"]
+    actions = {f["stage"]: f["action"] for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download"}
+    assert actions["prod-integration"].startswith("dry run: would revoke") and actions["prod-discovery"].startswith("revoked")

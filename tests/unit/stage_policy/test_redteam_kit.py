@@ -68,3 +68,18 @@ def test_a_containment_that_succeeds_on_retry_is_reported(aws) -> None:
     # Then the subscriber hears of the failure and of the success
     actions = [json.loads(m["Body"])["action"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
     assert len(actions) == 2 and actions[0].startswith("FAILED") and actions[1] == "tagged late-bucket"
+
+
+def test_a_dry_run_of_an_action_does_not_stand_in_for_enforcing_it_in_another_stage(aws) -> None:
+    # Given one invocation where the same containment is decided first in a dry-run stage, then in an enforcing one
+    # (one role bulk-downloading from prod-integration, mode dry_run, and from prod-discovery, enforce)
+    ex = executor()
+    in_dry_run = Decision(finding(stage="prod-integration"), [TagBucket("kit-b1")], stage="prod-integration")
+    enforced = Decision(finding(stage="prod-discovery"), [TagBucket("kit-b1")], stage="prod-discovery")
+
+    # When both are acted on
+    statuses = [ex.act(in_dry_run)[0].status, ex.act(enforced)[0].status]
+
+    # Then the enforcing stage's containment is carried out, not reported as "already handled" by the dry run
+    assert statuses == ["dry_run", "done"]
+    assert tags(aws["s3"], "kit-b1") == [{"Key": "contained", "Value": "yes"}]
