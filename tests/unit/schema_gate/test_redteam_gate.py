@@ -67,3 +67,18 @@ def test_without_the_gate_role_the_quarantine_is_not_written(stack, tmp_path) ->
     except s3.exceptions.ClientError:
         statements = []
     assert all(s["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] for s in statements)
+
+
+@pytest.mark.parametrize("contract", [
+    "{name: all, stage: prod-discovery, prefix: '', format: csv, columns: [{name: id, type: int}]}",
+    "{name: nested, stage: prod-discovery, prefix: landing/, reports_prefix: landing/_reports/, format: csv, columns: [{name: id, type: int}]}",
+])
+def test_a_contract_whose_prefix_covers_its_reports_is_refused(contract: str) -> None:
+    # A contract over the whole bucket (prefix '') with the default reports_prefix _stagewarden/reports/: each report the
+    # gate writes is an Object Created event under the contract's prefix, validated as CSV, failed, reported, alerted and
+    # quarantined, and so on (seen here: 30 levels, 59 alerts for one upload, until the key passes S3's 1,024 bytes)
+    from stage_policy.loader import PolicyError, loads
+
+    with pytest.raises(PolicyError) as caught:
+        loads(f"framework: three-stage\ncontracts: [{contract}]\n", "p.yaml")
+    assert "contracts[0].reports_prefix" in "\n".join(caught.value.lines())
