@@ -27,3 +27,17 @@ def test_a_policy_location_outside_the_policy_bucket_is_readable_by_every_functi
 
     assert {holder: may_read(holder) for holder in (*FUNCTION_ROLES, "StagewardenBoundary")} == {
         holder: True for holder in (*FUNCTION_ROLES, "StagewardenBoundary")}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "safety.max_revocations_per_run is counted per invocation, and nothing bounds how many invocations run at once: "
+    "ExfiltrationFunction has no ReservedConcurrentExecutions and its SQS event source no ScalingConfig.MaximumConcurrency, "
+    "so a burst of queued log files can revoke up to cap x (Lambda's SQS scaling, up to 1,250 concurrent) roles"))
+def test_the_exfiltration_cap_bounds_revocations_across_concurrent_invocations() -> None:
+    resources = deployed(translated_template())
+    function = resources["ExfiltrationFunction"]["Properties"]
+    mappings = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+                and "ExfiltrationFunction" in r["Properties"]["FunctionName"]]
+    assert len(mappings) == 1
+    bounded = "ReservedConcurrentExecutions" in function or any("MaximumConcurrency" in (m.get("ScalingConfig") or {}) for m in mappings)
+    assert bounded
