@@ -92,3 +92,20 @@ def test_two_repeats_racing_after_the_window_alert_once(aws) -> None:
     assert len(msgs) == 1
     item = aws["ddb"].get_item(TableName="state", Key={"pk": {"S": f"dedup#{finding().dedup_key}"}, "sk": {"S": "alert"}})["Item"]
     assert item["count"]["N"] == "2"
+
+
+def test_a_failed_escalation_is_published_when_the_record_is_retried(aws) -> None:
+    # Given an incident alerted at medium, then its escalation to critical failing at SNS
+    ok = FindingPublisher(aws["sns"], aws["topic"], aws["ddb"], "state")
+    ok.publish(finding(severity="medium", first_seen=T0))
+    received(aws)
+    later = T0 + timedelta(minutes=5)
+    with pytest.raises(Exception, match="Throttling"):
+        FindingPublisher(FailingOnce(aws["sns"]), aws["topic"], aws["ddb"], "state").publish(finding(severity="critical", first_seen=later))
+
+    # When the retry publishes it again
+    again = ok.publish(finding(severity="critical", first_seen=later))
+
+    # Then the escalation goes out
+    assert again.published and again.reason == "escalated from medium to critical"
+    assert [json.loads(m["Body"])["severity"] for m in received(aws)] == ["critical"]
