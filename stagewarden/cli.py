@@ -143,7 +143,16 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     else:  # as Lambda does: both region variables set (boto3 reads only AWS_DEFAULT_REGION)
         region = region_for(spec)
         extra_env = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
-    result = invoke(spec, event, extra_env)
+        unresolved = sorted(name for name, value in spec.environment.items() if re.search(r"<[A-Za-z0-9.]+>", value))
+        if unresolved:  # e.g. s3://<PolicyBucket>/policy.yaml: the stack's resources exist only in the emulator or a stack
+            raise UsageError(f"{args.logical_id}: {', '.join(unresolved)} name stack resources that exist only in a "
+                             f"running emulator or a deployed stack{HINT}start `stagewarden local up`, or give their values "
+                             f"with --env-vars")
+    import warnings
+
+    with warnings.catch_warnings():  # Powertools' "No application metrics to publish" is not the user's concern
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        result = invoke(spec, event, extra_env)
     print(json.dumps(result, indent=2, default=str))
     return EXIT_OK
 

@@ -358,6 +358,14 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
             contract.validated_prefix.startswith(contract.prefix) or contract.prefix.startswith(contract.validated_prefix)
         ):
             problems.append((f"{base}.validated_prefix", "must not overlap the contract's prefix (promoted copies would be re-validated)"))
+        for j, other in enumerate(policy.contracts):  # the gate's reports land in the bucket too: none may be validated as data
+            same_buckets = contract.bucket is None or other.bucket is None or contract.bucket == other.bucket
+            if other.stage == contract.stage and same_buckets and (
+                contract.reports_prefix.startswith(other.prefix) or other.prefix.startswith(contract.reports_prefix)
+            ):
+                where = "the contract's prefix" if j == i else f"the prefix of contracts[{j}]"
+                problems.append((f"{base}.reports_prefix", f"{contract.reports_prefix!r} must not overlap {where} "
+                                 f"{other.prefix!r} (each report would be validated, reported and alerted on in turn)"))
     return problems
 
 
