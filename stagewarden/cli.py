@@ -288,6 +288,10 @@ def _baseline(path: str, contract: Any) -> dict[str, Any]:
     return data
 
 
+_CHECK_ORDER = ["min_rows", "columns", "type", "required", "range", "regex", "enum", "length", "unique", "duplicate_rows",
+                "null_fraction", "drift"]
+
+
 def cmd_data_validate(args: argparse.Namespace) -> int:
     from gate.engine import TooLarge
     from gate.readers import ReadError
@@ -311,11 +315,17 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
     else:
         print(f"{args.file}: contract {report['contract']}: {'PASSED' if report['passed'] else 'FAILED'} ({report['rows']} rows)")
         for c in report["checks"]:
+            if c["passed"]:
+                continue
+            head = f"  {c['check']:<15} {str(c['column'] or '-'):<16}"
             if c["failed_rows"]:
                 rows = ", ".join(map(str, c["sample_row_numbers"][:10]))
-                print(f"  {c['check']:<15} {str(c['column'] or '-'):<16} {c['failed_rows']:>10} failed rows   e.g. rows {rows}")
+                print(f"{head} {c['failed_rows']:>10} failed rows   e.g. rows {rows}")
+            if c.get("note"):
+                print(f"{head} {c['note']}")
         for col, d in report["drift"].items():
             print(f"  drift {col}: psi {d['score']:.4f} (threshold {d['threshold']})")
+        print(f"  checked: {', '.join(sorted({c['check'] for c in report['checks']}, key=_CHECK_ORDER.index))}")
     return EXIT_OK if report["passed"] else EXIT_FINDINGS
 
 

@@ -24,7 +24,7 @@ from stage_policy.findings import Finding
 from stage_policy.mapping import stage_for_bucket
 from stage_policy.model import Contract, Policy
 
-SCHEMA_CHECKS = {"columns", "type", "required"}
+SCHEMA_CHECKS = {"min_rows", "columns", "type", "required"}
 QUALITY_CHECKS = {"range", "regex", "enum", "length", "unique", "duplicate_rows", "null_fraction"}
 BASELINE_RULE = "data.baseline-unreadable"
 
@@ -152,20 +152,33 @@ def _findings(report: dict[str, Any], problem: tuple[str, str] | None, contract:
     if problem is not None:
         return [Finding(rule=problem[0], summary=f"{resource} was not validated against {contract.name}: {problem[1]}.",
                         evidence={**evidence, "error": problem[1]}, **common)]
-    failed = [c for c in report["checks"] if c["failed_rows"]]
+    failed = [c for c in report["checks"] if not c["passed"]]
     out = []
     for rule, names, what in (("data.schema", SCHEMA_CHECKS, "schema"), ("data.quality", QUALITY_CHECKS, "quality")):
         hits = [c for c in failed if c["check"] in names]
         if hits:
-            parts = ", ".join(f"{c['check']}{'(' + c['column'] + ')' if c['column'] else ''} {c['failed_rows']}" for c in hits)
-            out.append(Finding(rule=rule, summary=f"{resource} fails the {what} checks of {contract.name}: {parts} failed rows.",
-                               evidence={**evidence, "checks": hits}, **common))
+            parts = "; ".join(_part(c) for c in hits[:10]) + (f"; and {len(hits) - 10} more" if len(hits) > 10 else "")
+            out.append(Finding(rule=rule, summary=_bounded(f"{resource} fails the {what} checks of {contract.name}: {parts}.", 1000),
+                               evidence={**evidence, "checks": hits[:20], **({"checks_omitted": len(hits) - 20} if len(hits) > 20 else {})},
+                               **common))
     drifted = {k: v for k, v in report.get("drift", {}).items() if v["score"] > v["threshold"]}
     if drifted:
         parts = ", ".join(f"{k} psi {v['score']:.3f}" for k, v in drifted.items())
         out.append(Finding(rule="data.drift", summary=f"{resource} drifted from the {contract.name} baseline: {parts}.",
                            evidence={**evidence, "drift": drifted}, **common))
     return out
+
+
+def _part(check: dict[str, Any]) -> str:
+    """``type(user_id) 3 failed rows`` or, when it is not only row-level, the check's note (column names, counts: no values)."""
+    name = check["check"] + (f"({check['column']})" if check["column"] else "")
+    rows = f"{check['failed_rows']} failed rows" if check["failed_rows"] else ""
+    note = check.get("note") or ""
+    return f"{name} " + ", ".join(p for p in (_bounded(note, 200), rows) if p)
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 15] + " …[truncated]"
 
 
 def _baseline_finding(exc: BaselineUnreadable, contract: Contract, resource: str, report_uri: str) -> Finding:

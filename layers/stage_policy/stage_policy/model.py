@@ -147,6 +147,9 @@ class CsvOptions(_Model):
     quote_char: str = Field(default='"', min_length=1, max_length=1)
     header: bool = True
     compression: Literal["auto", "none", "gzip"] = "auto"
+    #: Field texts read as a missing value, in every column (strings too). Replaces the default:
+    #: keep "" in the list for empty fields to stay nulls. Quoted fields are never nulls.
+    null_values: tuple[Annotated[str, StringConstraints(max_length=64)], ...] = Field(default=("",), max_length=32)
 
 
 class Drift(_Model):
@@ -178,6 +181,8 @@ class Contract(_Model):
     severity: Severity = "high"
     max_object_bytes: int = Field(default=5 * 1024**3, ge=1)
     max_rows: int = Field(default=50_000_000, ge=1)
+    #: Fewer data rows than this fails the contract (``min_rows``): empty and header-only files fail.
+    min_rows: int = Field(default=1, ge=0)
 
 
 class Organization(_Model):
