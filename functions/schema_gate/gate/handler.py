@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from gate.actions import Promote, Quarantine, TagValidation, WriteReport
 from gate.pipeline import ObjectRef, Reads, decide
-from gate.ports import Baselines, ObjectStore, ReplaySafety, S3RangeReader
+from gate.ports import Baselines, BucketPolicies, ObjectStore, ReplaySafety, S3RangeReader
 
 from stage_policy.events import OBJECT_CREATED, parse_eventbridge
 from stage_policy.executor import AuditLedger, Executor, settle
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 
 #: Everything this function calls AWS through; tests/template holds its IAM policy to exactly their permissions.
-USES: tuple[type, ...] = (ObjectStore, S3RangeReader, Baselines, WriteReport, TagValidation, Promote, Quarantine,
-                          Executor, AuditLedger, FindingPublisher, PolicyStore, BucketTags, ReplaySafety)
+USES: tuple[type, ...] = (ObjectStore, S3RangeReader, Baselines, BucketPolicies, WriteReport, TagValidation, Promote,
+                          Quarantine, Executor, AuditLedger, FindingPublisher, PolicyStore, BucketTags, ReplaySafety)
 
 processor = BatchProcessor(event_type=EventType.SQS)
 rt = Runtime()
@@ -35,7 +35,7 @@ rt = Runtime()
 @cache
 def reads() -> Reads:
     objects = ObjectStore(rt.clients("s3"))
-    return Reads(objects, Baselines(objects.get_json), rt.bucket_tags)
+    return Reads(objects, Baselines(objects.get_json), rt.bucket_tags, BucketPolicies(rt.clients("s3")))
 
 
 def record_handler(record: SQSRecord, policy: Policy, executor: Executor, publish: Callable[..., Any]) -> dict[str, Any]:

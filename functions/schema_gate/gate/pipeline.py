@@ -12,12 +12,10 @@ import json
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Callable
+from urllib.parse import unquote_plus
 
-from gate.actions import Promote, Quarantine, TagValidation, WriteReport, object_uri
-from gate.engine import TooLarge
-from gate.ports import BaselineUnreadable, Baselines, ObjectStore
-from gate.readers import ReadError
-from gate.run import validate
+from gate.actions import POLICY_LIMIT, Promote, Quarantine, TagValidation, WriteReport, fence, merged, object_uri, version_arg
+from gate.ports import BaselineUnreadable, Baselines, BucketPolicies, ObjectStore
 
 from stage_policy.actions import Action, Decision
 from stage_policy.findings import Finding
@@ -64,6 +62,7 @@ class Reads:
     objects: ObjectStore
     baselines: Baselines
     bucket_tags: Callable[[str], dict[str, str]]
+    policies: BucketPolicies | None = None  # None: the fence is written without knowing the current policy
 
 
 @dataclass
@@ -80,14 +79,44 @@ def contract_for(policy: Policy, bucket: str, key: str, tags: dict[str, str] | N
     return None
 
 
+def gated_prefixes(policy: Policy, bucket: str, stage: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(prefixes whose objects stay unreadable until passed, prefixes only the gate writes) of one bucket."""
+    contracts = [c for c in policy.contracts if c.stage == stage and (c.bucket is None or fnmatchcase(bucket, c.bucket))]
+    return tuple(c.prefix for c in contracts), tuple(c.validated_prefix for c in contracts if c.validated_prefix is not None)
+
+
+def candidate_keys(key: str) -> list[str]:
+    """The key as the event gives it, then URL-decoded (S3 notifications encode keys: ``+`` for a space, ``%20``)."""
+    decoded = unquote_plus(key)
+    return [key] if decoded == key else [key, decoded]
+
+
 def decide(ref: ObjectRef, policy: Policy, reads: Reads, gate_role: str, log: Any) -> Verdict:
-    bucket, key = ref.bucket, ref.key
-    contract = contract_for(policy, bucket, key, reads.bucket_tags(bucket))
-    if contract is None:
-        log.debug("no contract covers this object; skipped", extra={"bucket": bucket, "key": key})
-        return Verdict(summary={"skipped": "no contract", "key": key})
-    head = reads.objects.head(bucket, key, ref.version)
+    bucket = ref.bucket
+    tags = reads.bucket_tags(bucket)
+    stage = stage_for_bucket(policy, bucket, tags).stage
+    found: tuple[str, Contract, dict[str, Any]] | None = None
+    for key in candidate_keys(ref.key):
+        contract = contract_for(policy, bucket, key, tags)
+        if contract is None:
+            continue
+        head = reads.objects.head(bucket, key, ref.version)
+        if head is not None:
+            found = (key, contract, head)
+            break
+    if found is None:
+        log.debug("no contract covers this object, or it no longer exists; skipped", extra={"bucket": bucket, "key": ref.key})
+        return Verdict(summary={"skipped": "no contract" if not any(contract_for(policy, bucket, k, tags)
+                                                                     for k in candidate_keys(ref.key)) else "no such object",
+                                "key": ref.key})
+    key, contract, head = found
+    # the engine (pyarrow) is imported with the first object a contract covers, not with the handler
+    from gate.engine import TooLarge
+    from gate.readers import ReadError
+    from gate.run import validate
+
     version = ref.version or head.get("VersionId")  # events of unversioned uploads name none: the current one
+    etag = None if version_arg(version) else str(head.get("ETag", "")).strip('"') or None
     size = int(head.get("ContentLength", 0))
     resource = f"arn:aws:s3:::{bucket}/{key}"
     report: dict[str, Any] = {}
@@ -105,43 +134,109 @@ def decide(ref: ObjectRef, policy: Policy, reads: Reads, gate_role: str, log: An
                 unreadable = exc
                 log.warning("drift baseline unreadable; drift not evaluated", extra={"baseline": exc.location, "error": exc.error})
         try:
-            source = reads.objects.open(bucket, key, version, size, seekable=contract.format == "parquet")
+            source = reads.objects.open(bucket, key, version, size, seekable=contract.format == "parquet", if_match=etag)
             report, validator = validate(source, key, contract, baseline)
             samples = validator.samples_with_values()
         except TooLarge as exc:
             problem = ("data.too-large", f"{exc.rows} rows read, above the contract's max_rows ({exc.limit})")
-        except ReadError as exc:
+        except Exception as exc:
+            if etag is not None and _current_etag(reads, bucket, key) != etag:
+                # overwritten while it was read: the newer write has its own event and is validated then
+                log.info("object overwritten while it was validated; left to the newer write's event", extra={"key": key})
+                return Verdict(summary={"superseded": "overwritten while it was validated", "key": key})
+            if not isinstance(exc, ReadError):
+                raise
             problem = ("data.schema", str(exc))
     if problem is not None:
         report = {"contract": contract.name, "passed": False, "rows": None, "checks": [], "duplicate_rows": 0, "drift": {},
                   "error": problem[1]}
     passed = bool(report["passed"])
     report.update({"contract_version": contract.version, "bucket": bucket, "key": key, "object_version": version,
-                   "size_bytes": size, "samples": samples})
+                   "etag": etag, "size_bytes": size, "samples": samples})
     if contract.drift and problem is None:
         report["drift_baseline"] = ({"location": contract.drift.baseline, "status": "read"} if unreadable is None else
                                     {"location": unreadable.location, "status": "unreadable", "error": unreadable.error,
                                      "drift": "not evaluated"})
-    report_key = f"{contract.reports_prefix}{key}.{version or 'null'}.json"
+    report_key = f"{contract.reports_prefix}{key}.{_report_id(version, ref.sequencer, etag)}.json"
     report_uri = f"s3://{bucket}/{report_key}"
     bookkeeping: list[Action] = [
         WriteReport(report_uri, bucket, report_key, json.dumps(report, indent=2, default=str)),
-        TagValidation(object_uri(bucket, key, version), bucket, key, version, "passed" if passed else "failed", contract.name),
+        TagValidation(object_uri(bucket, key, version), bucket, key, version, "passed" if passed else "failed", contract.name, etag),
     ]
     if passed and contract.validated_prefix is not None:
         dest = contract.validated_prefix + key[len(contract.prefix):]
-        bookkeeping.append(Promote(f"s3://{bucket}/{dest}", bucket, key, version, dest))
+        bookkeeping.append(Promote(f"s3://{bucket}/{dest}", bucket, key, version, dest, etag))
     findings = _findings(report, problem, contract, resource, report_uri)
-
-    def quarantine(reason: str) -> list[Action]:
-        return [] if passed else [Quarantine(f"s3://{bucket}", bucket, key, gate_role, reason)]
-
-    decisions = [Decision(None, bookkeeping + (quarantine("failed") if not findings else []), contract.stage)]
-    decisions += [Decision(f, quarantine(f.rule), contract.stage) for f in findings]
+    fenced = _fence(policy, reads, bucket, key, stage, gate_role)
+    decisions = fenced.settle(bookkeeping, findings, passed, contract.stage)
     if unreadable is not None:
         decisions.append(Decision(_baseline_finding(unreadable, contract, resource, report_uri), [], contract.stage))
     log.info("object validated", extra={"key": key, "passed": passed, "rows": report.get("rows"), "findings": len(findings)})
     return Verdict(decisions, {"key": key, "version": version, "passed": passed, "report": report_uri})
+
+
+def _report_id(version: str | None, sequencer: str | None, etag: str | None) -> str:
+    """Reports of an unversioned key's successive writes must not overwrite each other."""
+    if version_arg(version):
+        return str(version)
+    return f"seq-{sequencer}" if sequencer else f"etag-{etag or 'none'}"
+
+
+def _current_etag(reads: Reads, bucket: str, key: str) -> str | None:
+    head = reads.objects.head(bucket, key, None)
+    return None if head is None else str(head.get("ETag", "")).strip('"')
+
+
+@dataclass
+class _Fence:
+    """The fence a bucket needs (:func:`gate.actions.fence`), and whether it is in place and fits."""
+
+    bucket: str
+    key: str
+    statements: str  # JSON
+    changed: bool
+    size: int
+    stage: str | None
+    prefixes: tuple[str, ...]
+
+    @property
+    def too_large(self) -> bool:
+        return self.changed and self.size > POLICY_LIMIT
+
+    def action(self, reason: str) -> list[Action]:
+        return [] if self.too_large else [Quarantine(f"s3://{self.bucket}", self.bucket, self.key, self.statements, reason)]
+
+    def settle(self, bookkeeping: list[Action], findings: list[Finding], passed: bool, stage: str) -> list[Decision]:
+        """Bookkeeping (and the fence, if it is not in place yet); each finding with the fence that contains it."""
+        own = self.action("fence") if self.changed and (passed or not findings) else []
+        decisions = [Decision(None, bookkeeping + own, stage)]
+        decisions += [Decision(f, [] if passed else self.action(f.rule), stage) for f in findings]
+        if self.too_large:
+            decisions.append(Decision(self.finding(), [], stage))
+        return decisions
+
+    def finding(self) -> Finding:
+        rule = "data.quarantine-too-large"
+        return Finding(
+            rule=rule, severity="critical", stage=self.stage, resource=f"arn:aws:s3:::{self.bucket}",
+            summary=f"The bucket policy of {self.bucket} would be {self.size} bytes with the schema gate's statements, above "
+                    f"S3's limit of {POLICY_LIMIT}: objects under its gated prefixes are readable before they are "
+                    f"validated until the policy is shortened.",
+            evidence={"bucket": self.bucket, "policy_bytes": self.size, "limit_bytes": POLICY_LIMIT,
+                      "gated_prefixes": list(self.prefixes[:20]), "statements": [s["Sid"] for s in json.loads(self.statements)],
+                      "object": f"s3://{self.bucket}/{self.key}"},
+            dedup_key=f"{rule}:{hashlib.sha256(self.bucket.encode()).hexdigest()[:20]}",
+        )
+
+
+def _fence(policy: Policy, reads: Reads, bucket: str, key: str, stage: str | None, gate_role: str) -> _Fence:
+    gated, validated = gated_prefixes(policy, bucket, stage)
+    statements = fence(bucket, gated, validated, gate_role)
+    current = reads.policies.get(bucket) if reads.policies is not None else None
+    _, changed, size = merged(current, statements)
+    if reads.policies is None:
+        changed = True  # unknown: let the action find out
+    return _Fence(bucket, key, json.dumps(statements), changed, size, stage, gated)
 
 
 def _findings(report: dict[str, Any], problem: tuple[str, str] | None, contract: Contract, resource: str,
