@@ -252,3 +252,39 @@ class Quarantine(Action):
         s3.put_bucket_policy(Bucket=self.bucket, Policy=compact(policy))
         return (f"bucket policy of {self.bucket} now keeps objects under its gated prefixes unreadable to all but the gate "
                 f"until tagged {VALIDATION_TAG}=passed ({size} of {POLICY_LIMIT} bytes)")
+
+
+@dataclass(frozen=True)
+class RegisterArtifact(Action):
+    """Record a model artifact's checksum the first time its key is written (``target``: the object version's URI).
+
+    A conditional write: only the first registration of a key stands; a racing second one
+    fails (its record is retried, and then finds the first).
+    """
+
+    kind: ClassVar[str] = "register-artifact"
+    permissions: ClassVar[tuple[str, ...]] = ("dynamodb:PutItem",)
+    remediation: ClassVar[bool] = False
+
+    table: str
+    bucket: str
+    key: str
+    version: str | None
+    sha256: str
+    size: int
+    what: str
+    registry: str
+
+    def describe(self) -> str:
+        return f"register {self.target} (sha256 {self.sha256[:12]}…)"
+
+    def apply(self, clients: Clients) -> str:
+        from datetime import datetime, timezone
+
+        from stage_policy import keys
+
+        item = {**keys.registry_artifact(self.bucket, self.key), "sha256": {"S": self.sha256}, "size": {"N": str(self.size)},
+                "version": {"S": self.version or "null"}, "what": {"S": self.what[:300]}, "registry": {"S": self.registry},
+                "registered_at": {"S": datetime.now(timezone.utc).isoformat()}}
+        clients("dynamodb").put_item(TableName=self.table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        return f"registered {self.target} sha256 {self.sha256}"

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from gate.actions import Promote, Quarantine, TagValidation, WriteReport
+from gate.actions import Promote, Quarantine, RegisterArtifact, TagValidation, WriteReport
 from gate.pipeline import ObjectRef, Reads, decide
-from gate.ports import Baselines, BucketPolicies, ObjectStore, ReplaySafety, S3RangeReader
+from gate.ports import ArtifactRegister, Baselines, BucketPolicies, ObjectStore, ReplaySafety, S3RangeReader
 
 from stage_policy.events import OBJECT_CREATED, parse_eventbridge
 from stage_policy.executor import AuditLedger, Executor, settle
@@ -25,8 +25,9 @@ if TYPE_CHECKING:
 
 
 #: Everything this function calls AWS through; tests/template holds its IAM policy to exactly their permissions.
-USES: tuple[type, ...] = (ObjectStore, S3RangeReader, Baselines, BucketPolicies, WriteReport, TagValidation, Promote,
-                          Quarantine, Executor, AuditLedger, FindingPublisher, PolicyStore, BucketTags, ReplaySafety)
+USES: tuple[type, ...] = (ObjectStore, S3RangeReader, Baselines, BucketPolicies, ArtifactRegister, WriteReport, TagValidation,
+                          Promote, Quarantine, RegisterArtifact, Executor, AuditLedger, FindingPublisher, PolicyStore, BucketTags,
+                          ReplaySafety)
 
 processor = BatchProcessor(event_type=EventType.SQS)
 rt = Runtime()
@@ -35,7 +36,8 @@ rt = Runtime()
 @cache
 def reads() -> Reads:
     objects = ObjectStore(rt.clients("s3"))
-    return Reads(objects, Baselines(objects.get_json), rt.bucket_tags, BucketPolicies(rt.clients("s3")))
+    return Reads(objects, Baselines(objects.get_json), rt.bucket_tags, BucketPolicies(rt.clients("s3")),
+                 ArtifactRegister(rt.clients("dynamodb"), rt.settings.state_table), rt.settings.state_table)
 
 
 def record_handler(record: SQSRecord, policy: Policy, executor: Executor, publish: Callable[..., Any]) -> dict[str, Any]:

@@ -8,19 +8,23 @@ hands them to the layer's executor, which carries them out in the stage's mode.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Callable
 from urllib.parse import unquote_plus
 
-from gate.actions import POLICY_LIMIT, Promote, Quarantine, TagValidation, WriteReport, fence, merged, object_uri, version_arg
-from gate.ports import BaselineUnreadable, Baselines, BucketPolicies, ObjectStore
+from gate.actions import (
+    CHECKSUM_TAG, POLICY_LIMIT, Promote, Quarantine, RegisterArtifact, TagValidation, WriteReport, fence, merged, object_uri,
+    version_arg,
+)
+from gate.ports import ArtifactRegister, BaselineUnreadable, Baselines, BucketPolicies, ObjectStore
 
 from stage_policy.actions import Action, Decision
 from stage_policy.findings import Finding
 from stage_policy.mapping import stage_for_bucket
-from stage_policy.model import Contract, Policy
+from stage_policy.model import Contract, ModelRegistry, Policy
 
 SCHEMA_CHECKS = {"min_rows", "columns", "type", "required"}
 QUALITY_CHECKS = {"range", "regex", "enum", "length", "unique", "duplicate_rows", "null_fraction"}
@@ -63,6 +67,8 @@ class Reads:
     baselines: Baselines
     bucket_tags: Callable[[str], dict[str, str]]
     policies: BucketPolicies | None = None  # None: the fence is written without knowing the current policy
+    register: ArtifactRegister | None = None  # model registries: what was registered before
+    table: str = ""  # where artifacts are registered (the state table)
 
 
 @dataclass
@@ -79,10 +85,19 @@ def contract_for(policy: Policy, bucket: str, key: str, tags: dict[str, str] | N
     return None
 
 
+def registry_for(policy: Policy, bucket: str, key: str, stage: str | None) -> ModelRegistry | None:
+    for registry in policy.model_registries:
+        if registry.stage == stage and key.startswith(registry.prefix) and (registry.bucket is None or fnmatchcase(bucket, registry.bucket)):
+            return registry
+    return None
+
+
 def gated_prefixes(policy: Policy, bucket: str, stage: str | None) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(prefixes whose objects stay unreadable until passed, prefixes only the gate writes) of one bucket."""
+    """(prefixes whose objects stay unreadable until passed: contracts' and model registries', prefixes only the gate writes)."""
     contracts = [c for c in policy.contracts if c.stage == stage and (c.bucket is None or fnmatchcase(bucket, c.bucket))]
-    return tuple(c.prefix for c in contracts), tuple(c.validated_prefix for c in contracts if c.validated_prefix is not None)
+    registries = [r for r in policy.model_registries if r.stage == stage and (r.bucket is None or fnmatchcase(bucket, r.bucket))]
+    return (tuple(c.prefix for c in contracts) + tuple(r.prefix for r in registries),
+            tuple(c.validated_prefix for c in contracts if c.validated_prefix is not None))
 
 
 def candidate_keys(key: str) -> list[str]:
@@ -95,6 +110,12 @@ def decide(ref: ObjectRef, policy: Policy, reads: Reads, gate_role: str, log: An
     bucket = ref.bucket
     tags = reads.bucket_tags(bucket)
     stage = stage_for_bucket(policy, bucket, tags).stage
+    for key in candidate_keys(ref.key):
+        registry = registry_for(policy, bucket, key, stage)
+        if registry is not None:
+            head = reads.objects.head(bucket, key, ref.version)
+            if head is not None:
+                return _decide_artifact(ref, key, head, registry, policy, reads, stage, gate_role, log)
     found: tuple[str, Contract, dict[str, Any]] | None = None
     for key in candidate_keys(ref.key):
         contract = contract_for(policy, bucket, key, tags)
@@ -173,6 +194,119 @@ def decide(ref: ObjectRef, policy: Policy, reads: Reads, gate_role: str, log: An
         decisions.append(Decision(_baseline_finding(unreadable, contract, resource, report_uri), [], contract.stage))
     log.info("object validated", extra={"key": key, "passed": passed, "rows": report.get("rows"), "findings": len(findings)})
     return Verdict(decisions, {"key": key, "version": version, "passed": passed, "report": report_uri})
+
+
+def _decide_artifact(ref: ObjectRef, key: str, head: dict[str, Any], registry: ModelRegistry, policy: Policy, reads: Reads,
+                     stage: str | None, gate_role: str, log: Any) -> Verdict:
+    """A model registry holds models only: a dataset is quarantined; a registered key is never overwritten."""
+    from gate.artifacts import HEAD, Judgement, allowed
+
+    bucket = ref.bucket
+    version = ref.version or head.get("VersionId")
+    etag = None if version_arg(version) else str(head.get("ETag", "")).strip('"') or None
+    size = int(head.get("ContentLength", 0))
+    uri = object_uri(bucket, key, version)
+    resource = f"arn:aws:s3:::{bucket}/{key}"
+    if allowed(key, registry.allow):
+        judged = Judgement("other", "allowed by the registry's allow list (not judged)")
+    else:
+        judged = _judge(reads.objects, bucket, key, version, size, registry.max_array_bytes, HEAD)
+    digest = _sha256(reads.objects.open(bucket, key, version, size, seekable=False, if_match=etag))
+    before = reads.register.get(bucket, key) if reads.register is not None else None
+    common = {"stage": stage, "resource": resource}
+    evidence = {"registry": registry.name, "object_version": version, "size_bytes": size, "sha256": digest, "judged": judged.what}
+    findings: list[Finding] = []
+    if judged.kind == "dataset":
+        findings.append(Finding(rule="data.in-model-registry", severity=registry.severity,
+                                summary=f"{resource} in model registry {registry.name} looks like a dataset ({judged.what}); "
+                                        f"a model registry holds model binaries only.", evidence=evidence, **common))
+    overwrite = before is not None and before.get("sha256") != digest
+    if overwrite:
+        findings.append(Finding(
+            rule="registry.overwrite", severity=registry.severity,
+            summary=f"{resource} overwrites a registered model artifact of registry {registry.name} (registered sha256 "
+                    f"{str(before.get('sha256'))[:12]}…, new {digest[:12]}…); models are immutable.",
+            evidence={**evidence, "registered": {k: before.get(k) for k in ("sha256", "version", "registered_at", "what")}},
+            **common))
+    passed = not findings
+    actions: list[Action] = [TagValidation(uri, bucket, key, version, "passed" if passed else "failed", registry.name, etag,
+                                           ((CHECKSUM_TAG, digest),))]
+    if passed and before is None and reads.register is not None:
+        actions.append(RegisterArtifact(uri, reads.table, bucket, key, version, digest, size, judged.what, registry.name))
+    fenced = _fence(policy, reads, bucket, key, stage, gate_role)
+    decisions = fenced.settle(actions, findings, passed, stage or registry.stage)
+    log.info("model registry object judged", extra={"key": key, "kind": judged.kind, "passed": passed, "findings": len(findings)})
+    return Verdict(decisions, {"key": key, "version": version, "passed": passed, "registry": registry.name, "kind": judged.kind,
+                               "sha256": digest})
+
+
+def _judge(objects: ObjectStore, bucket: str, key: str, version: str | None, size: int, max_array_bytes: int,
+           head_bytes: int) -> Any:
+    """Sniff the first bytes; list a zip's members (central directory, ranged reads) or a tar's (streamed headers)."""
+    from gate.artifacts import judge_archive, sniff
+
+    head = objects.read_range(bucket, key, version, 0, min(size, head_bytes))
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return judge_archive("zip", _zip_members(objects, bucket, key, version, size), max_array_bytes)
+    if len(head) > 262 and head[257:262] == b"ustar":
+        members, complete = _tar_members(objects.open(bucket, key, version, size, seekable=False), "r|")
+        return judge_archive("tar", members, max_array_bytes, complete)
+    if head[:2] == b"\x1f\x8b":
+        judged = sniff(head, size, key, max_array_bytes)
+        if judged.what.startswith("gzip tar archive"):
+            members, complete = _tar_members(objects.open(bucket, key, version, size, seekable=False), "r|gz")
+            return judge_archive("tar.gz", members, max_array_bytes, complete)
+        return judged
+    return sniff(head, size, key, max_array_bytes)
+
+
+_MAX_MEMBERS = 2000
+_MEMBER_HEAD = 4096
+_TAR_SCAN = 512 << 20  # bytes of a tar stream read for its member list at most
+
+
+def _zip_members(objects: ObjectStore, bucket: str, key: str, version: str | None, size: int) -> list[Any]:
+    import zipfile
+
+    from gate.artifacts import Member
+
+    with zipfile.ZipFile(io.BufferedReader(objects.open(bucket, key, version, size, seekable=True), 1 << 16)) as archive:
+        infos = archive.infolist()[:_MAX_MEMBERS]
+        out = []
+        for n, info in enumerate(infos):
+            head = b""
+            if n < 64 and not info.is_dir() and info.file_size:
+                with archive.open(info) as member:
+                    head = member.read(_MEMBER_HEAD)
+            out.append(Member(info.filename, info.file_size, head))
+        return out
+
+
+def _tar_members(stream: Any, mode: str) -> tuple[list[Any], bool]:
+    import tarfile
+
+    from gate.artifacts import Member
+
+    out: list[Member] = []
+    read = 0
+    with tarfile.open(fileobj=stream, mode=mode) as archive:
+        for info in archive:
+            head = b""
+            if info.isfile() and len(out) < 64:
+                member = archive.extractfile(info)
+                head = member.read(_MEMBER_HEAD) if member is not None else b""
+            out.append(Member(info.name, info.size, head))
+            read += info.size
+            if len(out) >= _MAX_MEMBERS or read > _TAR_SCAN:
+                return out, False
+    return out, True
+
+
+def _sha256(body: Any) -> str:
+    digest = hashlib.sha256()
+    while chunk := body.read(8 << 20):
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _report_id(version: str | None, sequencer: str | None, etag: str | None) -> str:

@@ -155,3 +155,18 @@ class Baselines:
             raise BaselineUnreadable(location, "not a drift profile (no 'columns' object; see `stagewarden data profile`)")
         self._cache[location] = (now, profile)
         return profile
+
+
+class ArtifactRegister:
+    """Reads what the gate registered for a model artifact (state table; the write is :class:`gate.actions.RegisterArtifact`)."""
+
+    permissions = ("dynamodb:GetItem",)
+
+    def __init__(self, ddb: Any, table: str):
+        self._ddb, self._table = ddb, table
+
+    def get(self, bucket: str, key: str) -> dict[str, str] | None:
+        from stage_policy import keys
+
+        item = self._ddb.get_item(TableName=self._table, Key=keys.registry_artifact(bucket, key), ConsistentRead=True).get("Item")
+        return None if not item else {k: v.get("S", v.get("N", "")) for k, v in item.items()}

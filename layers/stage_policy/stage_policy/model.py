@@ -185,6 +185,20 @@ class Contract(_Model):
     min_rows: int = Field(default=1, ge=0)
 
 
+class ModelRegistry(_Model):
+    """A bucket (glob) or prefix that holds model binaries only, never training data (read by the schema gate)."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+    stage: StageName
+    bucket: str | None = None
+    prefix: Prefix = ""
+    #: NumPy arrays larger than this are data, not weights.
+    max_array_bytes: int = Field(default=16 * 1024**2, ge=0)
+    #: Key globs that are never judged (model cards, configs), e.g. ``*/README.md``.
+    allow: tuple[str, ...] = ()
+    severity: Severity = "high"
+
+
 class Organization(_Model):
     """The accounts that are 'inside'; anything else is external."""
 
@@ -236,6 +250,7 @@ class Policy(_Model):
     stages: dict[StageName, Stage] = Field(min_length=1)
     resources: ResourceMap = ResourceMap()
     contracts: tuple[Contract, ...] = ()
+    model_registries: tuple[ModelRegistry, ...] = ()
 
     def mode_for(self, stage: str) -> Mode:
         """The remediation mode of a stage: its own, else the policy default."""
@@ -329,6 +344,21 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
             contract.validated_prefix.startswith(contract.prefix) or contract.prefix.startswith(contract.validated_prefix)
         ):
             problems.append((f"{base}.validated_prefix", "must not overlap the contract's prefix (promoted copies would be re-validated)"))
+    registry_names: set[str] = set()
+    for i, registry in enumerate(policy.model_registries):
+        base = f"model_registries[{i}]"
+        if registry.name in registry_names:
+            problems.append((f"{base}.name", f"duplicate model registry name {registry.name!r}"))
+        registry_names.add(registry.name)
+        if registry.stage not in known:
+            problems.append((f"{base}.stage", _unknown(registry.stage, known)))
+        for j, contract in enumerate(policy.contracts):
+            same_place = contract.stage == registry.stage and (
+                contract.bucket is None or registry.bucket is None or fnmatchcase(registry.bucket, contract.bucket)
+                or fnmatchcase(contract.bucket, registry.bucket))
+            if same_place and (contract.prefix.startswith(registry.prefix) or registry.prefix.startswith(contract.prefix)):
+                problems.append((f"{base}.prefix", f"{registry.prefix!r} overlaps contracts[{j}] {contract.name!r} "
+                                                   f"({contract.prefix!r}): an object is either data or a model"))
     return problems
 
 
