@@ -230,3 +230,16 @@ def test_max_array_bytes_decides_when_an_array_is_data() -> None:
 
     assert sniff(weights, len(weights), "w.npy", MAX).kind == "model"
     assert sniff(weights, len(weights), "w.npy", 512).kind == "dataset"
+
+
+@pytest.mark.parametrize(("key", "body", "passed"), [
+    ("models/fraud/v4/model.pt", zip_of(TORCHSCRIPT), True),
+    ("models/fraud/v4/export.tar.gz", tar_gz_of(SAVEDMODEL), True),
+    ("models/fraud/v4/bundle.tar.gz", tar_gz_of({"model.onnx": onnx(), "data/train.csv": CSV}), False),
+    ("models/fraud/v4/weights.zip", zip_of({"emb.npy": npy((5000, 1000), with_data=False)}), False),
+], ids=["torchscript zip", "savedmodel tar.gz", "tar.gz with a csv", "zip with a large array"])
+def test_archives_in_s3_are_listed_and_judged(registry, key, body, passed) -> None:
+    tags = put_and_gate(registry, key, body)
+
+    assert tags["stagewarden:validation"] == ("passed" if passed else "failed")
+    assert [f["rule"] for f in drain(registry.inbox)] == ([] if passed else ["data.in-model-registry"])
