@@ -288,12 +288,8 @@ def _baseline(path: str, contract: Any) -> dict[str, Any]:
     return data
 
 
-_CHECK_ORDER = ["min_rows", "columns", "type", "required", "range", "regex", "enum", "length", "unique", "duplicate_rows",
-                "null_fraction", "drift"]
-
-
 def cmd_data_validate(args: argparse.Namespace) -> int:
-    from gate.engine import TooLarge
+    from gate.engine import CHECKS, TooLarge
     from gate.readers import ReadError
     from gate.run import validate
 
@@ -325,7 +321,7 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
                 print(f"{head} {c['note']}")
         for col, d in report["drift"].items():
             print(f"  drift {col}: psi {d['score']:.4f} (threshold {d['threshold']})")
-        print(f"  checked: {', '.join(sorted({c['check'] for c in report['checks']}, key=_CHECK_ORDER.index))}")
+        print(f"  checked: {', '.join(sorted({c['check'] for c in report['checks']}, key=CHECKS.index))}")
     return EXIT_OK if report["passed"] else EXIT_FINDINGS
 
 
