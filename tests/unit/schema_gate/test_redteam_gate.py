@@ -6,12 +6,20 @@ import boto3
 import pytest
 
 from tests.helpers import ROOT, drain, seed_policy_in_process, subscribe_queue
-from tests.unit.schema_gate.test_app import BUCKET, event, lift_quarantine, run, tags
+from tests.unit.schema_gate.test_app import BUCKET, event, fence_of, run, tags
 
 WIDE = [f"measurement_{i:02d}" for i in range(60)]
 
 
 def test_an_object_failing_every_column_of_a_wide_contract_is_still_quarantined_and_alerted(stack, tmp_path) -> None:
+    from tests.s3_fence import enforce
+
+    gate = stack.attrs["SchemaGateFunctionRole.Arn"]  # the fence's conditions evaluated, the tests' credentials the gate's
+    with enforce({"testing": gate, "FOOBARKEY": gate}):
+        _wide_contract_scenario(stack, tmp_path)
+
+
+def _wide_contract_scenario(stack, tmp_path) -> None:
     # Given a 60-column contract (the finding's summary lists every failing check)
     columns = "\n".join(f"      - {{name: {c}, type: int}}" for c in WIDE)
     (tmp_path / "p.yaml").write_text(f"""
@@ -40,10 +48,11 @@ contracts:
 
     # Then the object is tagged failed, quarantined and alerted (the long summary is cut, not a failed record)
     assert result == {"batchItemFailures": []}
-    assert lift_quarantine()["Sid"] == "StagewardenQuarantineFailedObjects"
+    assert "StagewardenGateDenyReadsUntilPassed" in fence_of()
     assert tags(key)["stagewarden:validation"] == "failed"
     [finding] = drain(inbox)
-    assert finding["rule"] == "data.schema" and len(finding["summary"]) <= 1000 and len(finding["evidence"]["checks"]) == 60
+    assert finding["rule"] == "data.schema" and len(finding["summary"]) <= 1000 and finding["summary"].endswith("and 50 more.")
+    assert len(finding["evidence"]["checks"]) == 20  # lists in findings are capped
 
 
 @pytest.mark.xfail(strict=True, reason=(
