@@ -108,7 +108,7 @@ def start_server(log_path: Path, port: int | None = None, wait_seconds: float = 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "stagewarden.motoserver", "-H", "127.0.0.1", "-p", str(port)],  # see stagewarden/motoserver.py
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     deadline = time.monotonic() + wait_seconds

@@ -87,7 +87,7 @@ class Executor:
         self._ledger = ledger
         self._left = {"revocations": policy.safety.max_revocations_per_run,
                       "deletions": policy.safety.max_deletions_per_run}
-        self._done: dict[tuple[Any, ...], Outcome] = {}
+        self._done: dict[tuple[Any, ...], Outcome] = {}  # (mode, *identity) -> first outcome
         self.outcomes: list[Outcome] = []
 
     def mode_for(self, stage: str | None) -> Mode:
@@ -120,7 +120,7 @@ class Executor:
         return outcomes
 
     def _one(self, action: Action, mode: Mode) -> Outcome:
-        ident = action.identity()
+        ident = (mode, *action.identity())  # a dry run of an action never stands in for carrying it out
         if ident in self._done:
             first = self._done[ident]
             return Outcome(action.kind, action.target, "duplicate", f"already handled in this run: {first.detail}")

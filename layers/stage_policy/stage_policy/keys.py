@@ -40,6 +40,11 @@ def alert_delivery(dedup_key: str) -> Key:
     return _key(f"delivery#{dedup_key}", "slack")
 
 
+def registry_artifact(bucket: str, key: str) -> Key:
+    """A model artifact registered by the schema gate: its checksum, version and kind (kept; no TTL)."""
+    return _key(f"registry#artifact#{bucket}/{key}", "artifact")
+
+
 def idempotency_pk(function: str) -> str:
     """Partition of a function's replay-safety records (Powertools Idempotency; sk is the event hash)."""
     return f"idempotency#{function}"

@@ -168,6 +168,9 @@ class CsvOptions(_Model):
     quote_char: str = Field(default='"', min_length=1, max_length=1)
     header: bool = True
     compression: Literal["auto", "none", "gzip"] = "auto"
+    #: Field texts read as a missing value, in every column (strings too). Replaces the default:
+    #: keep "" in the list for empty fields to stay nulls. Quoted fields are never nulls.
+    null_values: tuple[Annotated[str, StringConstraints(max_length=64)], ...] = Field(default=("",), max_length=32)
 
 
 class Drift(_Model):
@@ -199,6 +202,22 @@ class Contract(_Model):
     severity: Severity = "high"
     max_object_bytes: int = Field(default=5 * 1024**3, ge=1)
     max_rows: int = Field(default=50_000_000, ge=1)
+    #: Fewer data rows than this fails the contract (``min_rows``): empty and header-only files fail.
+    min_rows: int = Field(default=1, ge=0)
+
+
+class ModelRegistry(_Model):
+    """A bucket (glob) or prefix that holds model binaries only, never training data (read by the schema gate)."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,128}$")]
+    stage: StageName
+    bucket: str | None = None
+    prefix: Prefix = ""
+    #: NumPy arrays larger than this are data, not weights.
+    max_array_bytes: int = Field(default=16 * 1024**2, ge=0)
+    #: Key globs that are never judged (model cards, configs), e.g. ``*/README.md``.
+    allow: tuple[str, ...] = ()
+    severity: Severity = "high"
 
 
 class Organization(_Model):
@@ -256,6 +275,7 @@ class Policy(_Model):
     stages: dict[StageName, Stage] = Field(min_length=1)
     resources: ResourceMap = Field(default_factory=ResourceMap)
     contracts: tuple[Contract, ...] = ()
+    model_registries: tuple[ModelRegistry, ...] = ()
 
     def mode_for(self, stage: str) -> Mode:
         """The remediation mode of a stage: its own, else the policy default."""
@@ -358,6 +378,29 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
             contract.validated_prefix.startswith(contract.prefix) or contract.prefix.startswith(contract.validated_prefix)
         ):
             problems.append((f"{base}.validated_prefix", "must not overlap the contract's prefix (promoted copies would be re-validated)"))
+        for j, other in enumerate(policy.contracts):  # the gate's reports land in the bucket too: none may be validated as data
+            same_buckets = contract.bucket is None or other.bucket is None or contract.bucket == other.bucket
+            if other.stage == contract.stage and same_buckets and (
+                contract.reports_prefix.startswith(other.prefix) or other.prefix.startswith(contract.reports_prefix)
+            ):
+                where = "the contract's prefix" if j == i else f"the prefix of contracts[{j}]"
+                problems.append((f"{base}.reports_prefix", f"{contract.reports_prefix!r} must not overlap {where} "
+                                 f"{other.prefix!r} (each report would be validated, reported and alerted on in turn)"))
+    registry_names: set[str] = set()
+    for i, registry in enumerate(policy.model_registries):
+        base = f"model_registries[{i}]"
+        if registry.name in registry_names:
+            problems.append((f"{base}.name", f"duplicate model registry name {registry.name!r}"))
+        registry_names.add(registry.name)
+        if registry.stage not in known:
+            problems.append((f"{base}.stage", _unknown(registry.stage, known)))
+        for j, contract in enumerate(policy.contracts):
+            same_place = contract.stage == registry.stage and (
+                contract.bucket is None or registry.bucket is None or fnmatchcase(registry.bucket, contract.bucket)
+                or fnmatchcase(contract.bucket, registry.bucket))
+            if same_place and (contract.prefix.startswith(registry.prefix) or registry.prefix.startswith(contract.prefix)):
+                problems.append((f"{base}.prefix", f"{registry.prefix!r} overlaps contracts[{j}] {contract.name!r} "
+                                                   f"({contract.prefix!r}): an object is either data or a model"))
     return problems
 
 
