@@ -136,6 +136,11 @@ class Executor:
                 outcome = Outcome(action.kind, action.target, "done", action.apply(self._clients))
             except Exception as exc:  # noqa: BLE001 - recorded, named in the finding, then raised (ActionFailed)
                 outcome = Outcome(action.kind, action.target, "failed", f"FAILED to {action.describe()}: {describe(exc)}")
+                if action.cap == "revocations":
+                    # one IAM call that failed changed nothing: its budget goes to the next containment. (A batch
+                    # deletion may have deleted part of its keys before failing, so deletions stay spent: the cap
+                    # is never exceeded.)
+                    self._left[action.cap] += action.weight()
         self._done[ident] = outcome
         return outcome
 

@@ -22,10 +22,6 @@ def test_hostile_json_fails_with_a_typed_error_naming_the_part(body) -> None:
     assert caught.value.part == "record body"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Executor._one spends the cap before apply() and keeps it spent when apply() raises: a containment that failed "
-    "(AccessDenied on an untagged role, NoSuchEntity) uses up max_revocations_per_run, so a later containment in the "
-    "same invocation is 'skipped' - and a skipped action does not fail its record, so it is never retried"))
 def test_a_failed_action_does_not_spend_the_cap(aws) -> None:
     # Given a cap of 2 revocations and three decisions: the first fails, the other two can succeed
     ex = executor()
