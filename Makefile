@@ -3,6 +3,7 @@
 #   make test    - the whole test suite (unit, template incl. sam validate/build, e2e)
 #   make bench   - the performance figures (bench/)
 #   make help    - every target, one line each
+#   make property - the retention sweep planner's safety property over 10,000 generated bucket states
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 SAM_VENV := .venv-sam
@@ -10,7 +11,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test bench build validate clean help
+.PHONY: demo test bench property build validate clean help
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +32,13 @@ test: $(VENV)/.installed $(SAM_VENV)/.installed ## the whole test suite (unit, t
 bench: $(VENV)/.installed ## the performance figures (bench/)
 	$(VENV)/bin/python bench/import_and_load.py
 	$(VENV)/bin/python -W ignore bench/exfil.py
+	$(VENV)/bin/python -W ignore bench/retention.py
+	$(VENV)/bin/python -W ignore bench/alerts.py
 	$(VENV)/bin/pip install --quiet -e '.[test,bench]'
 	$(VENV)/bin/python bench/schema_gate.py
+
+property: $(VENV)/.installed ## the retention sweep planner's safety property over 10,000 generated bucket states
+	STAGEWARDEN_SWEEP_EXAMPLES=10000 $(VENV)/bin/pytest tests/unit/retention/test_property.py -p no:cacheprovider --hypothesis-show-statistics
 
 validate: $(SAM_VENV)/.installed ## sam validate --lint on template.yaml
 	$(SAM_VENV)/bin/sam validate --lint

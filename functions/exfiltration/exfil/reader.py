@@ -151,7 +151,12 @@ def iter_batches(fileobj: BinaryIO, stats: ReadStats | None = None) -> Iterator[
     elif start[:1] in (b"{", b"["):
         yield from _ijson(rest, stats, "Records.item" if start[:1] == b"{" else "item")
     else:
-        stats.issue("not-json", f"does not start like JSON ({start[:20]!r})")
+        stats.issue("not-json", "does not start like JSON (neither '{' nor '[')")  # no file bytes: findings carry no data
+
+
+def _first_line(exc: BaseException) -> str:
+    """The parser's words without the text it quotes (yajl's second line echoes the JSON around the error)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _prepend(first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -292,9 +297,9 @@ def _ijson(chunks: Iterator[bytes], stats: ReadStats, prefix: str) -> Iterator[l
                 yield batch
                 batch = []
     except ijson.common.IncompleteJSONError as exc:
-        stats.issue("truncated", f"the JSON ends early or breaks off ({exc}); records after this point were not read")
+        stats.issue("truncated", f"the JSON ends early or breaks off ({_first_line(exc)}); records after this point were not read")
     except ijson.common.JSONError as exc:
-        stats.issue("malformed-record", f"invalid JSON ({exc}); records after this point were not read")
+        stats.issue("malformed-record", f"invalid JSON ({_first_line(exc)}); records after this point were not read")
     if batch:
         stats.records += len(batch)
         stats.batches += 1

@@ -23,7 +23,10 @@ from gate.hashing import combine, repeats, value_hash
 from stage_policy.model import Column, Contract
 
 SAMPLES = 20
-CHECKS = ("columns", "type", "required", "range", "regex", "enum", "length", "unique", "duplicate_rows", "null_fraction", "drift")
+#: Every check the report can list. Only those a contract configures (and the ones that always
+#: apply: min_rows, columns, type) appear in its report.
+CHECKS = ("min_rows", "columns", "type", "required", "range", "regex", "enum", "length", "unique", "duplicate_rows",
+          "null_fraction", "drift")
 _INT = r"^\s*[+-]?\d{1,18}\s*$"
 _FLOAT = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
 _TRUE = ["true", "t", "1", "yes", "y"]
@@ -45,6 +48,12 @@ class CheckResult:
     failed_rows: int = 0
     samples: list[int] = field(default_factory=list)
     values: list[str] = field(default_factory=list)
+    #: why the check fails when the failure is not (only) row-level: a missing column, too few rows, drift
+    note: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.failed_rows == 0 and self.note is None
 
     def add(self, mask: pa.Array, locate: Callable[[int], int], raw: pa.Array | None = None) -> None:
         """Count the True rows of ``mask``; keep the first samples as file row numbers (``locate``: batch index -> row)."""
@@ -62,15 +71,23 @@ class CheckResult:
                 self.values += [redact(v) for v in pc.take(raw, idx).to_pylist()]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.check, "column": self.column, "failed_rows": self.failed_rows, "sample_row_numbers": self.samples}
+        out = {"check": self.check, "column": self.column, "passed": self.passed, "failed_rows": self.failed_rows,
+               "sample_row_numbers": self.samples}
+        if self.note is not None:
+            out["note"] = self.note
+        return out
+
+
+#: Values shorter than this are masked whole: their first and last characters would be most of them.
+REDACT_BELOW = 8
 
 
 def redact(value: Any) -> str:
-    """Enough to recognise a failing value, not enough to leak it."""
+    """Enough to recognise a failing value, not enough to leak it (short values: only their length)."""
     if value is None:
         return "<null>"
     text = str(value)
-    if len(text) <= 2:
+    if len(text) < REDACT_BELOW:
         return "*" * len(text) + f" ({len(text)} chars)"
     return f"{text[0]}{'*' * min(len(text) - 2, 8)}{text[-1]} ({len(text)} chars)"
 
@@ -96,7 +113,10 @@ class ColumnState:
     def __init__(self, col: Column):
         self.col = col
         self.nulls = CheckResult("null_fraction", col.name)
-        self.results = {name: CheckResult(name, col.name) for name in ("type", "required", "range", "regex", "enum", "length")}
+        configured = {"type": True, "required": col.required, "range": col.min is not None or col.max is not None,
+                      "regex": col.regex is not None, "enum": col.enum is not None,
+                      "length": col.min_length is not None or col.max_length is not None}
+        self.results = {name: CheckResult(name, col.name) for name, on in configured.items() if on}
         if col.type == "timestamp":
             self.lo, self.hi = _ts_bound(col.min), _ts_bound(col.max)
         elif col.type == "date":
@@ -105,6 +125,21 @@ class ColumnState:
             self.lo = None if col.min is None else pa.scalar(float(col.min))
             self.hi = None if col.max is None else pa.scalar(float(col.max))
         self.enum = pa.array(list(col.enum), pa.string()) if col.enum is not None else None
+
+
+def _iso_times(text: pa.Array) -> pa.Array | None:
+    """Arrow's own ISO-8601 cast for a batch whose every value parses (fractions of seconds included), else None.
+
+    Tried naive first, then zoned (``Z``, ``+02:00``: converted to UTC); a batch with any other
+    value goes through the formats one by one, which find the failing rows.
+    """
+    for target in (_TS, pa.timestamp("ms", tz="UTC")):
+        try:
+            values = pc.cast(text, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        return values if target is _TS else values.cast(_TS)
+    return None
 
 
 def parse(raw: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
@@ -121,9 +156,16 @@ def parse(raw: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
     if kind == "bool" and pa.types.is_boolean(t):
         return raw, pa.repeat(True, len(raw))
     if kind == "timestamp" and pa.types.is_timestamp(t):
-        return pc.cast(raw.cast(pa.timestamp(t.unit)), _TS), pa.repeat(True, len(raw))  # tz dropped, unit normalised
+        # a zone-aware timestamp holds UTC instants: dropping the zone keeps the instant; the unit is normalised
+        return pc.cast(raw.cast(pa.timestamp(t.unit)), _TS), pa.repeat(True, len(raw))
+    if kind == "timestamp" and pa.types.is_date(t):
+        return pc.cast(pc.cast(raw, pa.date64()), _TS), pa.repeat(True, len(raw))
     if kind == "date" and pa.types.is_date(t):
         return pc.cast(raw, pa.date32()), pa.repeat(True, len(raw))
+    if kind == "date" and pa.types.is_timestamp(t):
+        return pc.cast(raw.cast(pa.timestamp(t.unit)), pa.date32()), pa.repeat(True, len(raw))
+    if pa.types.is_dictionary(t):  # Parquet's dictionary-encoded columns: type their values
+        return parse(pc.cast(raw, t.value_type), kind)
     text = raw if pa.types.is_string(t) else pc.cast(raw, pa.string())
     if kind in ("int", "float"):
         # fast path: Arrow's own parser takes the whole batch when every value is clean
@@ -142,7 +184,11 @@ def parse(raw: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
         ok = pc.is_in(lower, value_set=pa.array(_BOOL))
         values = pc.is_in(lower, value_set=pa.array(_TRUE))
     elif kind in ("timestamp", "date"):
-        values = None
+        values = _iso_times(text)
+        if values is not None:
+            if kind == "date":
+                values = pc.cast(values, pa.date32())
+            return values, pa.repeat(True, len(text))
         for fmt in _TS_FORMATS:
             attempt = pc.strptime(text, format=fmt, unit="ms", error_is_null=True)
             values = attempt if values is None else pc.coalesce(values, attempt)
@@ -169,6 +215,7 @@ class Validator:
         self.column_check = CheckResult("columns", None)
         self.column_problems: list[str] = []
         self.header: list[str] | None = None
+        self.unexpected: list[str] = []  # columns outside the contract, in the order first seen (any batch)
         self.unique = CheckResult("unique", ",".join(contract.unique_key) or None)
         self.dups = CheckResult("duplicate_rows", None)
         # one uint64 per row, in fixed-size Python buffers outside Arrow's pool: small arrays
@@ -202,7 +249,9 @@ class Validator:
     def feed(self, batch: pa.RecordBatch) -> None:
         names = batch.schema.names
         if self.header is None:
-            self._check_header(names)
+            self.header = list(names)
+        if self.contract.exact_columns:  # JSON Lines can bring a new key in any line, so every batch is looked at
+            self.unexpected += [n for n in names if n not in self.columns and n not in self.unexpected]
         base = self.kept
         n = batch.num_rows
         self.kept += n
@@ -239,15 +288,16 @@ class Validator:
                 if name in typed:
                     self._bin(name, typed[name])
 
-    def _check_header(self, names: list[str]) -> None:
-        self.header = list(names)
-        expected = [c.name for c in self.contract.columns]
-        missing = [c for c in expected if c not in names]
-        extra = [c for c in names if c not in expected] if self.contract.exact_columns else []
+    def _column_problems(self) -> list[str]:
+        if self.header is None:  # no row at all (min_rows says so); only a CSV file also lacks its header
+            return ["no columns: the file is empty (no header row)"] if self.contract.format == "csv" else []
+        problems = []
+        missing = [c for c in self.columns if c not in self.header]
         if missing:
-            self.column_problems.append(f"missing columns: {', '.join(missing)}")
-        if extra:
-            self.column_problems.append(f"unexpected columns: {', '.join(extra)}")
+            problems.append(f"missing columns: {', '.join(missing)}")
+        if self.unexpected:
+            problems.append(f"unexpected columns: {', '.join(self.unexpected)}")
+        return problems
 
     def _check_column(self, state: ColumnState, raw: pa.Array, base: int) -> pa.Array:
         if isinstance(raw, pa.ChunkedArray):
@@ -259,13 +309,17 @@ class Validator:
         null = pc.is_null(raw)
         if raw.null_count:
             state.nulls.add(null, base)
-            if col.required:
+            if "required" in res:
                 res["required"].add(null, base)
         values, ok = parse(raw, col.type)
         bad_type = pc.and_(pc.invert(ok), pc.is_valid(raw))
         res["type"].add(bad_type, base, raw)
         good = pc.and_(ok, pc.is_valid(values))
-        if state.lo is not None or state.hi is not None:
+        if "regex" in res or "enum" in res or "length" in res:
+            # text checks see a value as written (CSV, JSON text) or, for typed sources, its canonical text
+            text = values if pa.types.is_string(values.type) else (
+                raw if pa.types.is_string(raw.type) else pc.cast(values, pa.string()))
+        if "range" in res:
             out = None
             if state.lo is not None:
                 out = pc.less(values, state.lo)
@@ -273,12 +327,12 @@ class Validator:
                 above = pc.greater(values, state.hi)
                 out = above if out is None else pc.or_(out, above)
             res["range"].add(pc.and_(good, out.fill_null(False)), base, raw)
-        if col.regex is not None:
-            res["regex"].add(pc.and_(good, pc.invert(pc.match_substring_regex(values, col.regex))), base, raw)
-        if state.enum is not None:
-            res["enum"].add(pc.and_(good, pc.invert(pc.is_in(values, value_set=state.enum))), base, raw)
-        if col.min_length is not None or col.max_length is not None:
-            length = pc.utf8_length(values if pa.types.is_string(values.type) else pc.cast(values, pa.string()))
+        if "regex" in res:
+            res["regex"].add(pc.and_(good, pc.invert(pc.match_substring_regex(text, col.regex))), base, raw)
+        if "enum" in res:
+            res["enum"].add(pc.and_(good, pc.invert(pc.is_in(text, value_set=state.enum))), base, raw)
+        if "length" in res:
+            length = pc.utf8_length(text)
             out = pa.repeat(False, len(raw))
             if col.min_length is not None:
                 out = pc.or_(out, pc.less(length, col.min_length))
@@ -308,12 +362,19 @@ class Validator:
 
     # ------------------------------------------------------------------ the report
     def report(self) -> dict[str, Any]:
+        """The checks the contract configures, plus those that always apply (min_rows, columns, type).
+
+        A row-level failure has its row count and first row numbers; a file-level one (too few
+        rows, a missing column, drift) says why in ``note`` and lists no rows.
+        """
         rows = self.rows
-        checks: list[CheckResult] = [self.column_check]
+        minimum = CheckResult("min_rows", None)
+        if rows < self.contract.min_rows:
+            minimum.note = f"{rows} rows; the contract needs at least {self.contract.min_rows}"
+        checks: list[CheckResult] = [minimum, self.column_check]
+        self.column_problems = self._column_problems()
         if self.column_problems:
-            # a missing or unexpected column fails the whole file, every row of it
-            self.column_check.failed_rows += rows if rows else 1
-            self.column_check.samples = (self.column_check.samples + list(range(1, min(rows, SAMPLES) + 1)))[:SAMPLES]
+            self.column_check.note = "; ".join(self.column_problems)
         for state in self.columns.values():
             checks += list(state.results.values())
         if self.contract.unique_key:
@@ -325,6 +386,8 @@ class Validator:
             self._row_hashes = []
             checks.append(self.dups)
         for state in self.columns.values():
+            if state.col.required:
+                continue  # a null in a required column already fails `required`, row by row
             frac = state.nulls.failed_rows / rows if rows else 0.0
             result = CheckResult("null_fraction", state.col.name)
             if frac > self.contract.max_null_fraction:
@@ -332,13 +395,17 @@ class Validator:
             checks.append(result)
         drift = self._drift()
         for name, d in drift.items():
-            checks.append(CheckResult("drift", name, 0 if d["score"] <= d["threshold"] else rows))
-        passed = all(c.failed_rows == 0 for c in checks)
+            result = CheckResult("drift", name)
+            if d["score"] > d["threshold"]:
+                result.note = f"not row-level: PSI {d['score']:.4f} against the baseline is above {d['threshold']}"
+            checks.append(result)
+        passed = all(c.passed for c in checks)
         return {
             "contract": self.contract.name,
             "passed": passed,
             "rows": rows,
             "checks": [c.as_dict() for c in checks],
+            "null_counts": {name: state.nulls.failed_rows for name, state in self.columns.items()},
             "duplicate_rows": self.dups.failed_rows,
             "drift": drift,
             "column_problems": self.column_problems,

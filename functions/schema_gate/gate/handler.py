@@ -6,9 +6,9 @@ from functools import cache, partial
 from typing import TYPE_CHECKING, Any, Callable
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from gate.actions import Promote, Quarantine, TagValidation, WriteReport
+from gate.actions import Promote, Quarantine, RegisterArtifact, TagValidation, WriteReport
 from gate.pipeline import ObjectRef, Reads, decide
-from gate.ports import Baselines, ObjectStore, ReplaySafety, S3RangeReader
+from gate.ports import ArtifactRegister, Baselines, BucketPolicies, ObjectStore, ReplaySafety, S3RangeReader
 
 from stage_policy.events import OBJECT_CREATED, parse_eventbridge
 from stage_policy.executor import AuditLedger, Executor, settle
@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from stage_policy.model import Policy
 
 #: Everything this function calls AWS through; tests/template holds its IAM policy to exactly their permissions.
-USES: tuple[type, ...] = (ObjectStore, S3RangeReader, Baselines, WriteReport, TagValidation, Promote, Quarantine,
-                          Executor, AuditLedger, FindingPublisher, PolicyStore, BucketTags, ReplaySafety)
+USES: tuple[type, ...] = (ObjectStore, S3RangeReader, Baselines, BucketPolicies, ArtifactRegister, WriteReport, TagValidation,
+                          Promote, Quarantine, RegisterArtifact, Executor, AuditLedger, FindingPublisher, PolicyStore, BucketTags,
+                          ReplaySafety)
 
 rt = Runtime()
 
@@ -33,7 +34,8 @@ rt = Runtime()
 @cache
 def reads() -> Reads:
     objects = ObjectStore(rt.clients("s3"))
-    return Reads(objects, Baselines(objects.get_json), rt.bucket_tags)
+    return Reads(objects, Baselines(objects.get_json), rt.bucket_tags, BucketPolicies(rt.clients("s3")),
+                 ArtifactRegister(rt.clients("dynamodb"), rt.settings.state_table), rt.settings.state_table)
 
 
 def record_handler(record: SQSRecord, policy: Policy, executor: Executor, publish: Callable[..., Any]) -> dict[str, Any]:

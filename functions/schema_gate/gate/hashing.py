@@ -105,8 +105,13 @@ def value_hash(arr: pa.Array) -> pa.Array:
         arr = pc.cast(arr, pa.float64())
         arr = pc.if_else(pc.equal(arr, 0.0), pa.scalar(0.0), arr)  # -0.0 == 0.0
         bits = pc.cast(arr.fill_null(0.0).view(pa.int64()), _U64, safe=False)
-    elif pa.types.is_integer(t) or pa.types.is_temporal(t) or pa.types.is_boolean(t):
+    elif pa.types.is_integer(t) or pa.types.is_boolean(t):
         bits = pc.cast(pc.cast(arr, pa.int64(), safe=False).fill_null(0), _U64, safe=False)
+    elif pa.types.is_temporal(t):
+        # dates, times, timestamps (with or without a zone) and durations by their stored integer: Arrow has
+        # no cast from date32 to int64, so view the bits at their own width first (a zone does not change them)
+        width = pa.int32() if t.bit_width == 32 else pa.int64()
+        bits = pc.cast(pc.cast(arr.view(width), pa.int64()).fill_null(0), _U64, safe=False)
     elif pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t):
         return string_hash(arr)
     else:  # nested, decimal, dictionary, ...: hash a canonical text form (rare; row by row)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from gate.actions import version_arg
 
-from stage_policy.errors import describe
+from stage_policy.errors import describe, is_code
 from stage_policy.runtime import IDEMPOTENCY_PERMISSIONS
 
 
@@ -28,8 +28,10 @@ class S3RangeReader(io.RawIOBase):
 
     permissions = ("s3:GetObject", "s3:GetObjectVersion")
 
-    def __init__(self, s3: Any, bucket: str, key: str, size: int, version: str | None, block: int = 8 << 20):
+    def __init__(self, s3: Any, bucket: str, key: str, size: int, version: str | None, block: int = 8 << 20,
+                 if_match: str | None = None):
         self._s3, self._bucket, self._key, self._size, self._version, self._block = s3, bucket, key, size, version, block
+        self._guard = {"IfMatch": f'"{if_match}"'} if if_match else {}
         self._pos = 0
         self._cache: tuple[int, bytes] = (-1, b"")
 
@@ -53,7 +55,7 @@ class S3RangeReader(io.RawIOBase):
         if not (start <= self._pos < start + len(data)):
             end = min(self._size, self._pos + max(self._block, len(b))) - 1
             data = self._s3.get_object(Bucket=self._bucket, Key=self._key, Range=f"bytes={self._pos}-{end}",
-                                       **version_arg(self._version))["Body"].read()
+                                       **version_arg(self._version), **self._guard)["Body"].read()
             start = self._pos
             self._cache = (start, data)
         chunk = data[self._pos - start:self._pos - start + len(b)]
@@ -70,17 +72,50 @@ class ObjectStore:
     def __init__(self, s3: Any):
         self._s3 = s3
 
-    def head(self, bucket: str, key: str, version: str | None) -> dict[str, Any]:
-        return self._s3.head_object(Bucket=bucket, Key=key, **version_arg(version))
+    def head(self, bucket: str, key: str, version: str | None) -> dict[str, Any] | None:
+        """The object's head, or None when there is no such object (or version)."""
+        try:
+            return self._s3.head_object(Bucket=bucket, Key=key, **version_arg(version))
+        except Exception as exc:
+            if is_code(exc, "404", "NoSuchKey", "NotFound", "NoSuchVersion"):
+                return None
+            raise
 
-    def open(self, bucket: str, key: str, version: str | None, size: int, seekable: bool) -> Any:
+    def open(self, bucket: str, key: str, version: str | None, size: int, seekable: bool, if_match: str | None = None) -> Any:
+        """A readable body; ``if_match`` (an unversioned object's ETag) makes a read of overwritten bytes fail."""
         if seekable:
-            return S3RangeReader(self._s3, bucket, key, size, version)
-        return self._s3.get_object(Bucket=bucket, Key=key, **version_arg(version))["Body"]
+            return S3RangeReader(self._s3, bucket, key, size, version, if_match=if_match)
+        guard = {"IfMatch": f'"{if_match}"'} if if_match else {}
+        return self._s3.get_object(Bucket=bucket, Key=key, **version_arg(version), **guard)["Body"]
+
+    def read_range(self, bucket: str, key: str, version: str | None, start: int, length: int) -> bytes:
+        """``length`` bytes from ``start`` (fewer at the end of the object)."""
+        if length <= 0:
+            return b""
+        return self._s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}",
+                                   **version_arg(version))["Body"].read()
 
     def get_json(self, location: str) -> Any:
         bucket, _, key = location.removeprefix("s3://").partition("/")
         return json.loads(self._s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+class BucketPolicies:
+    """Reads a bucket's policy (the gate decides whether its fence is in place, and whether it fits)."""
+
+    permissions = ("s3:GetBucketPolicy",)
+
+    def __init__(self, s3: Any):
+        self._s3 = s3
+
+    def get(self, bucket: str) -> dict[str, Any] | None:
+        try:
+            return json.loads(self._s3.get_bucket_policy(Bucket=bucket)["Policy"])
+        except Exception as exc:
+            if is_code(exc, "NoSuchBucketPolicy"):
+                return None
+            raise
+
 
 
 class BaselineUnreadable(Exception):
@@ -120,3 +155,18 @@ class Baselines:
             raise BaselineUnreadable(location, "not a drift profile (no 'columns' object; see `stagewarden data profile`)")
         self._cache[location] = (now, profile)
         return profile
+
+
+class ArtifactRegister:
+    """Reads what the gate registered for a model artifact (state table; the write is :class:`gate.actions.RegisterArtifact`)."""
+
+    permissions = ("dynamodb:GetItem",)
+
+    def __init__(self, ddb: Any, table: str):
+        self._ddb, self._table = ddb, table
+
+    def get(self, bucket: str, key: str) -> dict[str, str] | None:
+        from stage_policy import keys
+
+        item = self._ddb.get_item(TableName=self._table, Key=keys.registry_artifact(bucket, key), ConsistentRead=True).get("Item")
+        return None if not item else {k: v.get("S", v.get("N", "")) for k, v in item.items()}

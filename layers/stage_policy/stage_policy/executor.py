@@ -87,7 +87,7 @@ class Executor:
         self._ledger = ledger
         self._left = {"revocations": policy.safety.max_revocations_per_run,
                       "deletions": policy.safety.max_deletions_per_run}
-        self._done: dict[tuple[Any, ...], Outcome] = {}
+        self._done: dict[tuple[Any, ...], Outcome] = {}  # (mode, *identity) -> first outcome
         self.outcomes: list[Outcome] = []
 
     def mode_for(self, stage: str | None) -> Mode:
@@ -120,7 +120,7 @@ class Executor:
         return outcomes
 
     def _one(self, action: Action, mode: Mode) -> Outcome:
-        ident = action.identity()
+        ident = (mode, *action.identity())  # a dry run of an action never stands in for carrying it out
         if ident in self._done:
             first = self._done[ident]
             return Outcome(action.kind, action.target, "duplicate", f"already handled in this run: {first.detail}")
@@ -136,6 +136,11 @@ class Executor:
                 outcome = Outcome(action.kind, action.target, "done", action.apply(self._clients))
             except Exception as exc:  # noqa: BLE001 - recorded, named in the finding, then raised (ActionFailed)
                 outcome = Outcome(action.kind, action.target, "failed", f"FAILED to {action.describe()}: {describe(exc)}")
+                if action.cap == "revocations":
+                    # one IAM call that failed changed nothing: its budget goes to the next containment. (A batch
+                    # deletion may have deleted part of its keys before failing, so deletions stay spent: the cap
+                    # is never exceeded.)
+                    self._left[action.cap] += action.weight()
         self._done[ident] = outcome
         return outcome
 

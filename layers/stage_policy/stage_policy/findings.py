@@ -6,7 +6,7 @@ import hashlib
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stage_policy.model import Severity
 
@@ -42,6 +42,15 @@ class Finding(BaseModel):
     last_seen: datetime | None = None
     count: int = Field(default=1, ge=1)
 
+    @field_validator("summary", mode="before")
+    @classmethod
+    def _bound_summary(cls, value: Any) -> Any:
+        # a summary built from event data (principals, accounts, columns) is cut, never rejected:
+        # a finding that cannot be built is a finding lost, and the record with it
+        if isinstance(value, str) and len(value) > 1000:
+            return value[:985] + " …[truncated]"
+        return value
+
     @model_validator(mode="after")
     def _fill(self) -> "Finding":
         if not self.dedup_key:
@@ -52,4 +61,4 @@ class Finding(BaseModel):
         return self
 
     def to_json(self) -> str:
-        return self.model_dump_json()
+        return self.model_dump_json(fallback=str)  # an evidence value JSON cannot hold is sent as its text

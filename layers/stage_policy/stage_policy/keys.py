@@ -72,6 +72,16 @@ def alert_dedup(dedup_key: str) -> Key:
     return _key(f"dedup#{dedup_key}", "alert")
 
 
+def alert_delivery(dedup_key: str) -> Key:
+    """One incident as the alert function delivered it: count, severities seen and posted, the open window."""
+    return _key(f"delivery#{dedup_key}", "slack")
+
+
+def registry_artifact(bucket: str, key: str) -> Key:
+    """A model artifact registered by the schema gate: its checksum, version and kind (kept; no TTL)."""
+    return _key(f"registry#artifact#{bucket}/{key}", "artifact")
+
+
 def idempotency_pk(function: str) -> str:
     """Partition of a function's replay-safety records (Powertools Idempotency; sk is the event hash)."""
     return f"idempotency#{function}"
@@ -80,3 +90,8 @@ def idempotency_pk(function: str) -> str:
 def audit(when: datetime, function: str, seq: str) -> Key:
     """One executed (or dry-run) action in the audit ledger: one partition per UTC day."""
     return _key(f"audit#{when:%Y-%m-%d}", f"{when.isoformat()}#{function}#{seq}")
+
+
+def retention_sweep(bucket: str) -> Key:
+    """Where the retention sweep of a bucket stopped (cap or time budget): the next run continues there."""
+    return _key(f"retention#sweep#{bucket}", "marker")

@@ -70,7 +70,7 @@ class World:
 
         executor = Executor(boto3.client, policy, mode, AuditLedger(self.ddb, self.audit_table, "tests"))
         scheduling = Scheduling(self.stack.refs["BreakGlassScheduleGroup"], self.stack.attrs["BreakGlassFunction.Arn"],
-                                self.stack.attrs["BreakGlassSchedulerRole.Arn"], self.stack.attrs["BreakGlassDeadLetterQueue.Arn"])
+                                self.stack.attrs["BreakGlassFunctionExpiryRole.Arn"], self.stack.attrs["BreakGlassDeadLetterQueue.Arn"])
         return Warden(policy, GrantStore(self.ddb, self.table), RoleReader(self.iam), TrailReader(boto3.client("cloudtrail")),
                       executor, publish, scheduling, self.stack.stack_name, clock or wall_clock)
 

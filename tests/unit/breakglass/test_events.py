@@ -234,7 +234,7 @@ def test_events_about_other_roles_and_failed_calls_are_ignored(recorded) -> None
     warden = world.warden()
     other = warden.on_event(ev.update_trust("DataScientistAlice", BASELINE, ALICE_ID), T0)
     failed = warden.on_event({**ev.update_trust(ROLE, ev.opened_trust(ALICE), ALICE_ID), "errorCode": "AccessDenied"}, T0)
-    own = warden.on_event(ev.update_trust("stagewarden-local-breakglassschedulerrole", BASELINE, ALICE_ID), T0)
+    own = warden.on_event(ev.update_trust("stagewarden-local-breakglassfunctionexpiryrole", BASELINE, ALICE_ID), T0)
 
     assert other["result"].startswith("ignored (not a break-glass role")
     assert failed["result"].startswith("ignored (the call failed") and own["result"].startswith("ignored (Stagewarden's own")
@@ -317,7 +317,7 @@ def test_services_and_declared_service_principals_are_not_humans(recorded) -> No
 
 def test_stagewarden_s_own_and_service_linked_roles_are_never_contained(recorded) -> None:
     world = recorded
-    own = ev.assume_role(world.stack.attrs["BreakGlassSchedulerRole.Arn"], "alice", ALICE_ID, T0)
+    own = ev.assume_role(world.stack.attrs["BreakGlassFunctionExpiryRole.Arn"], "alice", ALICE_ID, T0)
     linked = ev.assume_role("arn:aws:iam::123456789012:role/aws-service-role/ops.amazonaws.com/AWSServiceRoleForOps", "x",
                             ALICE_ID, T0)
     results = [world.warden().on_event(e, T0)["result"] for e in (own, linked)]

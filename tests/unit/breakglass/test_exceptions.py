@@ -97,7 +97,7 @@ def test_expiring_twice_gives_one_finding(world) -> None:
     (dict(bucket="acme-lab-data"), "bucket acme-lab-data is not in exceptions.buckets (acme-prod-raw-*, acme-uat-raw-*)"),
     (dict(principal="arn:aws:iam::123456789012:user/alice"), "is not an IAM role ARN"),
     (dict(principal="arn:aws:iam::123456789012:role/Nobody"), "role Nobody does not exist"),
-    (dict(principal="arn:aws:iam::123456789012:role/stagewarden-local-breakglassschedulerrole"), "Stagewarden stack"),
+    (dict(principal="arn:aws:iam::123456789012:role/stagewarden-local-breakglassfunctionexpiryrole"), "Stagewarden stack"),
     (dict(reason="  "), "the reason is missing"),
     (dict(principal="arn:aws:iam::123456789012:role/OnCallEngineer"), "carries no stagewarden:stage tag"),
 ], ids=["approver", "too-long", "past", "bucket", "user", "missing-role", "own-role", "no-reason", "untagged"])

@@ -70,7 +70,7 @@ def test_the_baseline_is_recorded_at_the_first_grant(world) -> None:
     (dict(role="DataScientistAlice"), "role DataScientistAlice is in stage prod-discovery, whose break_glass.allowed is not true"),
     (dict(role="OnCallEngineer"), "role OnCallEngineer maps to no stage"),
     (dict(role="NoSuchRole"), "role NoSuchRole does not exist"),
-    (dict(role="stagewarden-local-breakglassschedulerrole"), "belongs to the Stagewarden stack stagewarden-local"),
+    (dict(role="stagewarden-local-breakglassfunctionexpiryrole"), "belongs to the Stagewarden stack stagewarden-local"),
     (dict(principal="*"), "principal '*' is not an IAM role or user ARN"),
     (dict(principal=f"arn:aws:iam::123456789012:role/{ROLE}"), "the principal is the break-glass role itself"),
     (dict(ticket="INC#12"), "only letters, digits, spaces"),

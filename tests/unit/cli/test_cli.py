@@ -60,7 +60,7 @@ def test_invoke_unknown_function_exits_2_listing_the_functions(capsys) -> None:
 
     assert main(["invoke", "NoSuchFunction", "-t", str(ROOT / "template.yaml")]) == 2
     every = ", ".join(sorted(functions(load_template(ROOT / "template.yaml"))))  # the template's, whichever it has
-    assert "BreakGlassFunction, ExfiltrationFunction, PolicyGuardFunction" in every
+    assert "AlertFunction, BreakGlassFunction, ExfiltrationFunction, PolicyGuardFunction, RetentionFunction" in every
     assert f"no function 'NoSuchFunction' (functions: {every})" in capsys.readouterr().err
 
 

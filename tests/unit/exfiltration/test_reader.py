@@ -114,3 +114,18 @@ def test_random_garbage_never_raises() -> None:
             cut[rng.randrange(len(cut))] = rng.randrange(256)
         records, stats = read(bytes(cut))
         assert len(records) <= len(RECORDS)
+
+
+@pytest.mark.parametrize("data", [
+    b"IBAN DE89370400440532013000, customer jane.doe@bank.example\n",
+    b'{"Records": [{"eventName": "GetObject", "note": DE89370400440532013000}]}',
+    b'[{"eventName": "GetObject"}, DE89370400440532013000]',
+])
+def test_input_problems_name_no_bytes_of_the_file(data) -> None:
+    # Given a log file that is not CloudTrail JSON, or breaks off at a value that is data
+    stats = ReadStats()
+
+    list(iter_batches(io.BytesIO(data), stats))
+
+    # Then the issues (which become the input.malformed finding) say what is wrong, without quoting the file
+    assert stats.issues and not any("DE8937" in i.detail or "jane" in i.detail for i in stats.issues)

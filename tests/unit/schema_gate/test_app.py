@@ -42,16 +42,10 @@ def run(stack, e: dict, **env: str) -> dict:
     return invoke(function_spec(ROOT / "template.yaml", "SchemaGateFunction", stack, env), e)
 
 
-def lift_quarantine(bucket: str = BUCKET) -> dict:
-    """Read and remove the quarantine statement, as a data owner would after review.
-
-    Needed before reading the bucket's objects in tests: moto evaluates a Deny whose
-    condition does not match as a Deny (AWS does not), so the statement blocks every read.
-    """
-    s3 = boto3.client("s3")
-    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-    s3.delete_bucket_policy(Bucket=bucket)
-    return next(s for s in policy["Statement"] if s["Sid"] == "StagewardenQuarantineFailedObjects")
+def fence_of(bucket: str = BUCKET) -> dict:
+    """The gate's statements in the bucket policy, by Sid."""
+    policy = json.loads(boto3.client("s3").get_bucket_policy(Bucket=bucket)["Policy"])
+    return {st["Sid"]: st for st in policy["Statement"] if st["Sid"].startswith("StagewardenGate")}
 
 
 def tags(key: str, bucket: str = BUCKET) -> dict:
@@ -77,7 +71,28 @@ def lab_baseline() -> bytes:
 @pytest.fixture
 def lab(stack, tmp_path):
     """A deployed lab: the example policy, the versioned lab bucket with its contract's drift baseline stored, and a
-    stack deployed with DefaultRemediationMode=enforce, so the policy's stage mode (enforce for the lab) decides."""
+    stack deployed with DefaultRemediationMode=enforce, so the policy's stage mode (enforce for the lab) decides.
+
+    Bucket policies are evaluated with their conditions (tests/s3_fence.py): the default test
+    credentials are the gate's role; ``mallory()`` is a data scientist's client.
+    """
+    from tests.s3_fence import enforce
+
+    gate = stack.attrs["SchemaGateFunctionRole.Arn"]  # mock_aws's own dummy key and the tests' are the gate's
+    with enforce({"testing": gate, "FOOBARKEY": gate, "mallory": MALLORY}) as refusals:
+        stack.refusals = refusals
+        yield from _lab(stack, tmp_path)
+
+
+MALLORY = "arn:aws:iam::123456789012:role/lab-data-scientist"
+
+
+def mallory():
+    """A data scientist's S3 client: their own credentials, the same account."""
+    return boto3.client("s3", aws_access_key_id="mallory", aws_secret_access_key="mallory-secret")
+
+
+def _lab(stack, tmp_path):
     seed_policy_in_process(stack, ROOT / "policy.example.yaml")
     stack.parameters["DefaultRemediationMode"] = "enforce"
     s3 = boto3.client("s3")
@@ -86,7 +101,7 @@ def lab(stack, tmp_path):
     s3.put_object(Bucket=BUCKET, Key=BASELINE_KEY, Body=lab_baseline())
     stack.inbox = subscribe_queue(stack)
     stack.tmp = tmp_path
-    return stack
+    yield stack
 
 
 def upload(lab, key: str, rows: int = 500, bucket: str = BUCKET, **kwargs) -> None:
@@ -119,11 +134,12 @@ def test_scenario_a_failing_file_is_quarantined_and_alerted_with_redacted_sample
 
     run(lab, event("object_created_fail"))
 
-    statement = lift_quarantine()
+    statement = fence_of()["StagewardenGateDenyReadsUntilPassed"]
     s3 = boto3.client("s3")
     assert tags(BAD)["stagewarden:validation"] == "failed"
-    assert statement["Effect"] == "Deny" and statement["Condition"]["StringEquals"] == {"s3:ExistingObjectTag/stagewarden:validation": "failed"}
+    assert statement["Effect"] == "Deny" and statement["Condition"]["StringNotEquals"] == {"s3:ExistingObjectTag/stagewarden:validation": "passed"}
     assert statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] == lab.attrs["SchemaGateFunctionRole.Arn"]
+    assert statement["Resource"] == [f"arn:aws:s3:::{BUCKET}/landing/transactions/*"]
     findings = {f["rule"]: f for f in drain(lab.inbox)}
     assert set(findings) == {"data.schema", "data.quality"}
     assert findings["data.quality"]["severity"] == "high" and findings["data.quality"]["evidence"]["report"].startswith(f"s3://{BUCKET}/{report_prefix}")
@@ -142,7 +158,6 @@ def test_scenario_a_redelivered_event_neither_revalidates_nor_realerts(lab) -> N
     run(lab, event("object_created_fail"))
 
     assert drain(lab.inbox) == []
-    lift_quarantine()
     assert len(boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="_stagewarden/reports/")["Contents"]) == 1
 
 
@@ -180,7 +195,6 @@ def test_past_the_size_cap_the_object_is_too_large_and_failed(lab) -> None:
 
     run(lab, event("object_created_pass"))
 
-    lift_quarantine()
     assert tags(GOOD)["stagewarden:validation"] == "failed"
     assert [f["rule"] for f in drain(lab.inbox)] == ["data.too-large"]
 
@@ -194,7 +208,7 @@ def test_in_dry_run_the_failed_object_is_tagged_but_not_quarantined(lab) -> None
     assert tags(BAD)["stagewarden:validation"] == "failed"
     with pytest.raises(Exception, match="NoSuchBucketPolicy"):
         boto3.client("s3").get_bucket_policy(Bucket=BUCKET)
-    assert all(f["action"].startswith("dry run: would deny reads") for f in drain(lab.inbox))
+    assert all(f["action"].startswith("dry run: would keep") for f in drain(lab.inbox))
 
 
 def test_drift_against_the_stored_baseline_raises_data_drift(lab) -> None:
@@ -308,9 +322,9 @@ def test_the_deploy_time_mode_is_a_ceiling_over_the_stage_mode(lab, ceiling) -> 
     if ceiling == "dry_run":
         with pytest.raises(ClientError, match="NoSuchBucketPolicy"):
             boto3.client("s3").get_bucket_policy(Bucket=BUCKET)
-        assert all(f["action"].startswith(f"dry run: would deny reads of s3://{BUCKET}/{BAD}") for f in findings)
+        assert all(f["action"].startswith(f"dry run: would keep s3://{BUCKET}/{BAD} unreadable") for f in findings)
     else:
-        assert lift_quarantine()["Effect"] == "Deny"
+        assert fence_of()["StagewardenGateDenyReadsUntilPassed"]["Effect"] == "Deny"
         assert all(f["action"].startswith(f"bucket policy of {BUCKET}") for f in findings)
     assert tags(BAD)["stagewarden:validation"] == "failed"
     assert report_of(BAD)["passed"] is False
@@ -336,6 +350,7 @@ def test_the_audit_ledger_has_one_item_per_action_with_its_target_and_status(lab
         ("write-report", f"s3://{BUCKET}/_stagewarden/reports/{GOOD}.{versions[GOOD]}.json", "done"),
         ("tag-validation", f"s3://{BUCKET}/{GOOD}?versionId={versions[GOOD]}", "done"),
         ("promote", f"s3://{BUCKET}/validated/transactions/2026-11-22/good.csv", "done"),
+        ("quarantine", f"s3://{BUCKET}", "done"),  # the first object in the bucket puts the fence in place
         ("write-report", f"s3://{BUCKET}/_stagewarden/reports/{BAD}.{versions[BAD]}.json", "done"),
         ("tag-validation", f"s3://{BUCKET}/{BAD}?versionId={versions[BAD]}", "done"),
         ("quarantine", f"s3://{BUCKET}", "done"),
@@ -343,9 +358,10 @@ def test_the_audit_ledger_has_one_item_per_action_with_its_target_and_status(lab
     ]
     assert all(i["function"]["S"] == "stagewarden-local-schemagatefunction" and i["stage"]["S"] == "prod-discovery"
                and i["mode"]["S"] == "enforce" for i in items)
+    assert items[3]["result"]["S"].startswith(f"bucket policy of {BUCKET} now keeps objects under its gated prefixes "
+                                              "unreadable to all but the gate until tagged stagewarden:validation=passed")
     assert [i["result"]["S"] for i in items[-2:]] == [
-        f"bucket policy of {BUCKET} now denies reads of objects tagged stagewarden:validation=failed (except the gate)",
-        f"bucket policy of {BUCKET} already denies reads of failed objects"]
+        f"bucket policy of {BUCKET} already keeps objects under its gated prefixes unreadable until passed"] * 2
     assert [(i["rule"]["S"], i["dedup_key"]["S"][:12]) for i in items[-2:]] == [("data.schema", "data.schema:"),
                                                                                 ("data.quality", "data.quality")]
 
@@ -363,7 +379,7 @@ def test_malformed_records_fail_alone_and_the_good_one_is_validated(lab) -> None
     # Then exactly the malformed records are reported for retry (and the DLQ), and the good one is validated
     assert result == {"batchItemFailures": [{"itemIdentifier": "not-json"}, {"itemIdentifier": "object-deleted"}]}
     assert tags(GOOD)["stagewarden:validation"] == "passed" and report_of(GOOD)["passed"]
-    assert {a[0] for a in audit(lab)} == {"write-report", "tag-validation", "promote"}
+    assert {a[0] for a in audit(lab)} == {"write-report", "tag-validation", "promote", "quarantine"}  # the fence
     assert drain(lab.inbox) == []
 
 
@@ -424,7 +440,154 @@ def test_an_overwrite_of_an_unversioned_key_is_validated_again(lab) -> None:
     run(lab, event("object_created_pass", bucket=raw, sequencer="0062A1F0000000000B"))
 
     # Then the overwrite was validated (once) and failed
-    lift_quarantine(raw)
     assert tags(GOOD, raw)["stagewarden:validation"] == "failed"
     assert sorted(f["rule"] for f in drain(lab.inbox)) == ["data.quality", "data.schema"]
     assert len([i for i in table_items(lab, "StateTable") if i["pk"]["S"].startswith("idempotency#")]) == 2
+
+
+# ---------------------------------------------------------------- fail closed: a data scientist working around the gate
+def denied(call) -> bool:
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"] in ("AccessDenied", "403")
+    return False
+
+
+def test_scenario_a_file_written_over_a_passed_object_is_unreadable_until_the_gate_passes_it(lab) -> None:
+    # Given a clean file that passed the gate and that a data scientist can read
+    upload(lab, GOOD)
+    run(lab, event("object_created_pass"))
+    s3, them = boto3.client("s3"), mallory()
+    passed_version = s3.head_object(Bucket=BUCKET, Key=GOOD)["VersionId"]
+    assert them.get_object(Bucket=BUCKET, Key=GOOD)["Body"].read()
+
+    # When they write bad rows over it, then the gate takes the new version's event
+    upload(lab, GOOD, seed=4, dirty=True, per_defect=2)
+    new_version = s3.head_object(Bucket=BUCKET, Key=GOOD)["VersionId"]
+    unread_before_the_gate = denied(lambda: them.get_object(Bucket=BUCKET, Key=GOOD))
+    run(lab, event("object_created_pass", **{"version-id": new_version}))
+
+    # Then the new version was unreadable before the gate ran and stays so once it failed; the passed version is readable
+    assert unread_before_the_gate and denied(lambda: them.get_object(Bucket=BUCKET, Key=GOOD))
+    assert them.get_object(Bucket=BUCKET, Key=GOOD, VersionId=passed_version)["Body"].read()
+    assert tags(GOOD)["stagewarden:validation"] == "failed"
+    assert ("arn:aws:iam::123456789012:role/lab-data-scientist", "s3:GetObject", f"arn:aws:s3:::{BUCKET}/{GOOD}",
+            ["StagewardenGateDenyReadsUntilPassed"]) in lab.refusals
+
+    # And when a clean file replaces it, the gate passes it and it is readable again
+    upload(lab, GOOD, seed=7)
+    run(lab, event("object_created_pass", **{"version-id": s3.head_object(Bucket=BUCKET, Key=GOOD)["VersionId"]}))
+    assert them.get_object(Bucket=BUCKET, Key=GOOD)["Body"].read()
+
+
+def test_scenario_tag_tampering_is_denied_to_all_but_the_gate(lab) -> None:
+    # Given a failed object under the contract's prefix (the fence is in place)
+    upload(lab, BAD, seed=4, dirty=True, per_defect=2)
+    run(lab, event("object_created_fail"))
+    them, passed = mallory(), {"TagSet": [{"Key": "stagewarden:validation", "Value": "passed"}]}
+
+    # When a data scientist forges the tag, removes it, re-tags without it, or uploads with the tag set
+    attempts = {
+        "forge passed": lambda: them.put_object_tagging(Bucket=BUCKET, Key=BAD, Tagging=passed),
+        "delete the tags": lambda: them.delete_object_tagging(Bucket=BUCKET, Key=BAD),
+        "re-tag without it": lambda: them.put_object_tagging(Bucket=BUCKET, Key=BAD, Tagging={"TagSet": [{"Key": "team", "Value": "x"}]}),
+        "upload tagged passed": lambda: them.put_object(Bucket=BUCKET, Key="landing/transactions/x.csv", Body=b"id\n1\n",
+                                                      Tagging="stagewarden:validation=passed"),
+        "upload tagged passed elsewhere": lambda: them.put_object(Bucket=BUCKET, Key="scratch/x.csv", Body=b"id\n1\n",
+                                                                Tagging="stagewarden:validation=passed"),
+    }
+
+    # Then every attempt is refused, and the object is still failed and unreadable
+    assert {name: denied(call) for name, call in attempts.items()} == dict.fromkeys(attempts, True)
+    assert tags(BAD)["stagewarden:validation"] == "failed" and denied(lambda: them.get_object(Bucket=BUCKET, Key=BAD))
+    # (their own tags on objects the gate has not tagged, and plain uploads, still work)
+    them.put_object(Bucket=BUCKET, Key="landing/transactions/y.csv", Body=b"id\n1\n", Tagging="team=x")
+    them.put_object_tagging(Bucket=BUCKET, Key="landing/transactions/y.csv", Tagging={"TagSet": [{"Key": "team", "Value": "y"}]})
+
+
+def test_scenario_nobody_but_the_gate_writes_under_the_validated_prefix_or_copies_into_a_gated_one(lab) -> None:
+    # Given a clean file the gate promoted
+    upload(lab, GOOD)
+    run(lab, event("object_created_pass"))
+    them, promoted = mallory(), "validated/transactions/2026-11-22/good.csv"
+
+    # When a data scientist writes under validated/ (plain, tagged, or as a copy), or copies a passed object into landing/
+    attempts = {
+        "overwrite the promoted copy": lambda: them.put_object(Bucket=BUCKET, Key=promoted, Body=b"anything"),
+        "new file under validated/": lambda: them.put_object(Bucket=BUCKET, Key="validated/transactions/new.csv", Body=b"x"),
+        "copy into validated/": lambda: them.copy_object(Bucket=BUCKET, Key="validated/transactions/c.csv",
+                                                         CopySource={"Bucket": BUCKET, "Key": GOOD}),
+        "copy a passed object into landing/": lambda: them.copy_object(Bucket=BUCKET, Key="landing/transactions/c.csv",
+                                                                       CopySource={"Bucket": BUCKET, "Key": promoted}),
+        "copy an unvalidated object out": lambda: them.copy_object(Bucket=BUCKET, Key="scratch/out.csv",
+                                                                   CopySource={"Bucket": BUCKET, "Key": OTHER}),
+    }
+    upload(lab, OTHER)  # not validated yet
+
+    # Then each is refused; the promoted copy can be read
+    assert {name: denied(call) for name, call in attempts.items()} == dict.fromkeys(attempts, True)
+    assert them.get_object(Bucket=BUCKET, Key=promoted)["Body"].read()
+
+
+def test_a_bucket_policy_near_20_kb_raises_a_critical_finding_and_the_batch_succeeds(lab) -> None:
+    # Given the bucket's own policy (one statement, written as an object) is close to S3's limit
+    huge = {"Version": "2012-10-17", "Statement": {
+        "Sid": "Teams", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "s3:GetObject",
+        "Resource": [f"arn:aws:s3:::{BUCKET}/teams/{i:05d}/*" for i in range(430)]}}
+    s3 = boto3.client("s3")
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps(huge, separators=(",", ":")))
+    upload(lab, BAD, seed=4, dirty=True, per_defect=2)
+
+    # When the gate validates a failing file
+    result = run(lab, event("object_created_fail"))
+
+    # Then the record succeeds, the policy is untouched, and security hears of it at critical severity
+    assert result == {"batchItemFailures": []}
+    assert json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"]) == huge
+    findings = {f["rule"]: f for f in drain(lab.inbox)}
+    assert set(findings) == {"data.schema", "data.quality", "data.quarantine-too-large"}
+    critical = findings["data.quarantine-too-large"]
+    assert critical["severity"] == "critical" and critical["evidence"]["policy_bytes"] > 20480
+    assert tags(BAD)["stagewarden:validation"] == "failed"
+
+
+def test_a_single_statement_policy_written_as_an_object_is_merged_not_a_crash(lab) -> None:
+    mine = {"Sid": "TlsOnly", "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": f"arn:aws:s3:::{BUCKET}/*",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+    s3 = boto3.client("s3")
+    s3.put_bucket_policy(Bucket=BUCKET, Policy=json.dumps({"Version": "2012-10-17", "Statement": mine}))
+    upload(lab, GOOD)
+
+    assert run(lab, event("object_created_pass")) == {"batchItemFailures": []}
+
+    statements = json.loads(s3.get_bucket_policy(Bucket=BUCKET)["Policy"])["Statement"]
+    assert statements[0] == mine and [st["Sid"] for st in statements[1:]] == [
+        "StagewardenGateDenyReadsUntilPassed", "StagewardenGateDenyValidationTagWrites", "StagewardenGateDenyValidationTagChanges",
+        "StagewardenGateDenyCopiesIntoGatedPrefixes", "StagewardenGateDenyWritesUnderValidatedPrefixes"]
+
+
+def test_a_malformed_upload_fails_without_its_bytes_in_the_finding(lab) -> None:
+    # Given a "CSV" that is a binary blob carrying an account number
+    secret = b"IBAN DE89370400440532013000 "
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=BAD, Body=b"\x00\x01\xff" * 50 + secret * 10)
+
+    run(lab, event("object_created_fail"))
+
+    findings = drain(lab.inbox)
+    assert findings and all(b"DE8937" not in json.dumps(f).encode() for f in findings)
+    assert tags(BAD)["stagewarden:validation"] == "failed" and denied(lambda: mallory().get_object(Bucket=BUCKET, Key=BAD))
+
+
+@pytest.mark.parametrize("body", [b"", b"id,user_id,amount,score,name,email,event_ts,category\n"], ids=["blank", "header only"])
+def test_blank_and_header_only_files_are_failed_not_promoted(lab, body) -> None:
+    boto3.client("s3").put_object(Bucket=BUCKET, Key=GOOD, Body=body)
+
+    assert run(lab, event("object_created_pass")) == {"batchItemFailures": []}
+
+    assert tags(GOOD)["stagewarden:validation"] == "failed"
+    assert not boto3.client("s3").list_objects_v2(Bucket=BUCKET, Prefix="validated/").get("KeyCount")
+    [finding] = drain(lab.inbox)
+    assert finding["rule"] == "data.schema" and "min_rows 0 rows; the contract needs at least 1" in finding["summary"]
+    [check] = [c for c in finding["evidence"]["checks"] if c["check"] == "min_rows"]
+    assert check["sample_row_numbers"] == [] and check["note"] == "0 rows; the contract needs at least 1"

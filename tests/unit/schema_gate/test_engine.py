@@ -39,9 +39,28 @@ def test_a_clean_file_passes_and_the_report_has_the_contract_shape(tmp_path) -> 
 
     assert report["passed"] and report["rows"] == 2000 and report["duplicate_rows"] == 0
     assert set(report) >= {"contract", "passed", "rows", "checks", "duplicate_rows", "drift"}
-    assert {c["check"] for c in report["checks"]} >= {"columns", "type", "required", "range", "regex", "enum", "length",
-                                                      "unique", "duplicate_rows", "null_fraction"}
-    assert all(set(c) == {"check", "column", "failed_rows", "sample_row_numbers"} for c in report["checks"])
+    assert all(set(c) == {"check", "column", "passed", "failed_rows", "sample_row_numbers"} for c in report["checks"])
+
+
+def test_the_report_lists_only_the_checks_the_contract_configures_and_those_that_always_apply(tmp_path) -> None:
+    # Given the bench contract: 8 columns, 7 required, ranges on 5, one length, one regex, one enum, a key, no duplicates
+    path = tmp_path / "clean.csv"
+    write_csv(path, 200, seed=5)
+
+    # When validated (no baseline: drift is not scored)
+    report = run(path.read_bytes())
+
+    # Then: min_rows and columns; type for every column; required for the 7 required ones; null_fraction only for
+    # the optional one; the configured range, length, regex and enum; unique and duplicate_rows; nothing else
+    listed = [(c["check"], c["column"]) for c in report["checks"]]
+    required = ["id", "user_id", "amount", "name", "email", "event_ts", "category"]
+    assert sorted(listed, key=str) == sorted(
+        [("min_rows", None), ("columns", None)]
+        + [("type", c) for c in required + ["score"]] + [("required", c) for c in required]
+        + [("range", c) for c in ("id", "user_id", "amount", "score", "event_ts")]
+        + [("length", "name"), ("regex", "email"), ("enum", "category"), ("unique", "id"), ("duplicate_rows", None),
+           ("null_fraction", "score")], key=str)
+    assert report["null_counts"]["score"] == sum(1 for line in path.read_text().splitlines()[1:] if line.split(",")[3] == "")
 
 
 def test_every_planted_defect_is_counted_exactly_with_its_rows(tmp_path) -> None:
@@ -250,3 +269,81 @@ def test_parquet_with_an_extra_nested_column_is_hashed_not_a_crash() -> None:
     got = failed(run(buf.getvalue(), "f.parquet", contract))
 
     assert got[("duplicate_rows", None)] == (1, [3]) and got[("unique", "id")] == (1, [3])
+
+
+# ---------------------------------------------------------------- JSON Lines through Arrow's reader
+JSONL = CONTRACT.model_copy(update={"format": "jsonl"})
+
+
+def _line(i: int, **over) -> bytes:
+    row = {"id": i, "user_id": 5, "amount": 3.5, "score": 0.2, "name": "Kalo", "email": f"k.{i}@example.com",
+           "event_ts": "2022-01-01T00:00:00", "category": "A", **over}
+    return json.dumps(row).encode() + b"\n"
+
+
+def test_json_lines_arrow_cannot_take_are_read_one_by_one_and_keep_their_exact_row_numbers(monkeypatch) -> None:
+    # Given 3 blocks of 4,000 records with, scattered, a line that is not JSON, a quoted number, a number in a string
+    # column, a key given twice, an array, blank lines, and an unexpected key (exact_columns)
+    import gate.readers as readers
+
+    monkeypatch.setattr(readers, "BLOCK", 200_000)
+    special = {1500: b"{oops\n", 2500: _line(2500, user_id="17"), 4100: _line(4100, name=12345),
+               6000: b'{"id": 6000, "id": 6000}\n', 9000: b"[1, 2]\n", 11000: _line(11000, colour="red")}
+    data = b"".join(special.get(i, _line(i)) + (b"\n  \n" if i % 1000 == 0 else b"") for i in range(1, 12_001))
+    seen: list[int] = []
+    original = readers._line_by_line
+    monkeypatch.setattr(readers, "_line_by_line", lambda lines, *a: (seen.append(len(lines)), original(lines, *a))[1])
+
+    report = run(data, "f.jsonl", JSONL)
+
+    # Then only the few lines around each refused one left Arrow's path, and every number is the record's own
+    got = failed(report)
+    assert got[("columns", None)][1] == [1500, 9000] and report["column_problems"] == ["unexpected columns: colour"]
+    assert got[("required", "name")] == (1, [6000])  # the line with a key given twice has no other field
+    assert ("required", "id") not in got and ("unique", "id") not in got
+    assert ("type", "user_id") not in got and ("type", "name") not in got  # "17" and 12345 are read as text, then typed
+    assert report["rows"] == 12_000 and sum(seen) <= 6 * readers._LINE_BY_LINE
+
+
+def test_the_same_records_as_csv_and_json_lines_give_the_same_report(tmp_path) -> None:
+    path = tmp_path / "dirty.csv"
+    write_csv(path, 5000, seed=6, dirty=True, per_defect=7, duplicates=5)
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    as_json = b""
+    for line in lines[1:]:
+        row = dict(zip(header, line.split(",")))
+        as_json += json.dumps({k: (None if v == "" else v) for k, v in row.items()}).encode() + b"\n"
+
+    csv_report, jsonl_report = run(path.read_bytes()), run(as_json, "f.jsonl", JSONL)
+
+    assert csv_report["checks"] == jsonl_report["checks"] and csv_report["null_counts"] == jsonl_report["null_counts"]
+
+
+# ---------------------------------------------------------------- no data in reports or findings
+def test_values_shorter_than_8_characters_are_masked_whole() -> None:
+    from gate.engine import redact
+
+    assert redact("Z") == "* (1 chars)" and redact("abc1234") == "******* (7 chars)"
+    assert redact("kalo_at_example.com") == "k********m (19 chars)" and redact(None) == "<null>"
+
+
+@pytest.mark.parametrize("message", [
+    "CSV parse error: Expected 8 columns, got 3: 2,jane.doe@bank.example,oops",
+    "Failed to convert JSON to int64, couldn't parse:123-45-6789",
+    "Failed to parse string: 'jane.doe@bank.example' as a scalar of type timestamp[ms]",
+    "JSON parse error: Invalid value: jane.doe@bank.example in row 0",
+])
+def test_reader_messages_lose_the_values_they_quote(message) -> None:
+    from gate.readers import safe_reason
+
+    reason = safe_reason(pa.ArrowInvalid(message))
+
+    assert "jane" not in reason and "6789" not in reason and "oops" not in reason and reason
+
+
+def test_a_file_that_is_not_parquet_is_a_read_error_without_its_bytes() -> None:
+    with pytest.raises(ReadError) as info:
+        run(b"name,ssn\njane,123-45-6789\n" * 10, "f.parquet", CONTRACT.model_copy(update={"format": "parquet"}))
+
+    assert "6789" not in str(info.value) and "f.parquet: cannot be read as parquet" in str(info.value)

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 import pytest
-from gate.actions import Promote, Quarantine, TagValidation, WriteReport
+from gate.actions import FENCE_SIDS, POLICY_LIMIT, Promote, Quarantine, TagValidation, WriteReport, fence, merged
 from gate.pipeline import ObjectRef, Reads, decide
 from gate.ports import BaselineUnreadable, Baselines
 
@@ -35,11 +35,24 @@ class Objects:
     def __init__(self, bodies: dict[str, bytes]):
         self.bodies = bodies
 
-    def head(self, bucket: str, key: str, version: str | None) -> dict[str, Any]:
-        return {"ContentLength": len(self.bodies[key]), "VersionId": "v1"}
+    def head(self, bucket: str, key: str, version: str | None) -> dict[str, Any] | None:
+        if key not in self.bodies:
+            return None
+        return {"ContentLength": len(self.bodies[key]), "VersionId": "v1", "ETag": '"e1"'}
 
-    def open(self, bucket: str, key: str, version: str | None, size: int, seekable: bool) -> Any:
+    def open(self, bucket: str, key: str, version: str | None, size: int, seekable: bool, if_match: str | None = None) -> Any:
         return io.BytesIO(self.bodies[key])
+
+
+class Policies:
+    """A BucketPolicies with the gate's fence already in place (or the given policy)."""
+
+    def __init__(self, policy: dict | None = None, fenced: bool = True):
+        self.policy = policy if policy is not None or not fenced else merged(
+            None, fence(BUCKET, ("landing/transactions/",), ("validated/transactions/",), "arn:gate"))[0]
+
+    def get(self, bucket: str) -> dict | None:
+        return self.policy
 
     def get_json(self, location: str) -> Any:
         raise KeyError(location)
@@ -51,13 +64,13 @@ def csv_bytes(tmp_path, **kwargs: Any) -> bytes:
     return path.read_bytes()
 
 
-def reads(body: bytes, baseline: Any = None) -> Reads:
+def reads(body: bytes, baseline: Any = None, policies: Any = None, key: str = KEY) -> Reads:
     def read(location: str) -> Any:
         if isinstance(baseline, Exception):
             raise baseline
         return baseline
 
-    return Reads(Objects({KEY: body}), Baselines(read), lambda bucket: {})
+    return Reads(Objects({key: body}), Baselines(read), lambda bucket: {}, policies if policies is not None else Policies())
 
 
 def test_a_pass_is_bookkeeping_only_reported_tagged_and_promoted(tmp_path) -> None:
@@ -84,7 +97,9 @@ def test_a_failure_quarantines_once_per_finding_and_is_tagged_failed(tmp_path) -
     assert [d.finding.rule for d in per_finding] == ["data.schema", "data.quality"]
     quarantines = [a for d in per_finding for a in d.actions]
     assert all(isinstance(q, Quarantine) and q.remediation for q in quarantines)
-    assert quarantines[0].statement()["Condition"]["ArnNotEquals"] == {"aws:PrincipalArn": "arn:gate"}
+    statements = json.loads(quarantines[0].statements)
+    assert [st["Sid"] for st in statements] == list(FENCE_SIDS)
+    assert all(st["Condition"]["ArnNotEquals"] == {"aws:PrincipalArn": "arn:gate"} for st in statements)
     assert len({q.identity() for q in quarantines}) == 2  # each finding records its own outcome
     report = json.loads(bookkeeping.actions[0].body)
     assert report["passed"] is False and report["drift_baseline"]["status"] == "read"
@@ -165,7 +180,8 @@ def test_in_dry_run_only_the_quarantine_is_described_instead_of_done(tmp_path, d
     bookkeeping = ["put_object", "get_object_tagging", "put_object_tagging"]
     if deploy_mode == "dry_run":
         assert s3.calls == bookkeeping
-        assert all(f.action == f"dry run: would deny reads of s3://{BUCKET}/{KEY} (tagged failed) to all but the gate"
+        assert all(f.action.startswith(f"dry run: would keep s3://{BUCKET}/{KEY} unreadable to all but the gate until it is "
+                                       "tagged passed (bucket policy statements StagewardenGateDenyReadsUntilPassed")
                    for f in findings)
     else:
         assert s3.calls[:3] == bookkeeping and "put_bucket_policy" in s3.calls
@@ -178,3 +194,102 @@ def test_every_class_the_handler_uses_declares_its_permissions() -> None:
     assert all(isinstance(cls.permissions, tuple) and cls.permissions for cls in USES)
     assert IDEMPOTENCY_PERMISSIONS in [cls.permissions for cls in USES]
     assert {"WriteReport", "TagValidation", "Promote", "Quarantine"} <= {cls.__name__ for cls in USES}
+
+
+def test_a_pass_installs_the_fence_when_it_is_missing_and_not_when_it_is_in_place(tmp_path) -> None:
+    body = csv_bytes(tmp_path)
+
+    missing = decide(ObjectRef(BUCKET, KEY), POLICY, reads(body, {"columns": {}}, Policies(fenced=False)), "arn:gate", Log())
+    in_place = decide(ObjectRef(BUCKET, KEY), POLICY, reads(body, {"columns": {}}, Policies()), "arn:gate", Log())
+
+    assert [type(a) for a in missing.decisions[0].actions] == [WriteReport, TagValidation, Promote, Quarantine]
+    assert missing.decisions[0].actions[-1].reason == "fence"
+    assert [type(a) for a in in_place.decisions[0].actions] == [WriteReport, TagValidation, Promote]
+
+
+def test_a_policy_that_would_pass_20_kb_is_a_critical_finding_not_a_failed_write(tmp_path) -> None:
+    # Given a bucket policy of other statements that leaves no room for the gate's
+    big = {"Version": "2012-10-17", "Statement": [
+        {"Sid": f"Team{i}", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::123456789012:role/team-{i:04d}"},
+         "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{BUCKET}/teams/{i:04d}/*"} for i in range(112)]}
+    assert len(json.dumps(big, separators=(",", ":"))) < POLICY_LIMIT < merged(big, fence(BUCKET, ("landing/transactions/",),
+                                                                                          ("validated/transactions/",), "arn:gate"))[2]
+    body = csv_bytes(tmp_path, seed=4, dirty=True, per_defect=2)
+
+    # When a failing object lands
+    verdict = decide(ObjectRef(BUCKET, KEY), POLICY, reads(body, {"columns": {}}, Policies(big)), "arn:gate", Log())
+
+    # Then no quarantine is attempted (it would fail); a critical finding names the bucket and the sizes
+    assert not any(isinstance(a, Quarantine) for d in verdict.decisions for a in d.actions)
+    [critical] = [d.finding for d in verdict.decisions if d.finding and d.finding.rule == "data.quarantine-too-large"]
+    assert critical.severity == "critical" and critical.resource == f"arn:aws:s3:::{BUCKET}"
+    assert critical.evidence["limit_bytes"] == 20480 and critical.evidence["policy_bytes"] > 20480
+    assert critical.evidence["gated_prefixes"] == ["landing/transactions/"]
+
+
+def test_the_fence_merges_into_either_statement_shape_and_keeps_other_statements_as_they_are() -> None:
+    other = {"Sid": "Mine", "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": f"arn:aws:s3:::{BUCKET}/*",
+             "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+    legacy = {"Sid": "StagewardenQuarantineFailedObjects", "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject",
+              "Resource": f"arn:aws:s3:::{BUCKET}/*"}
+    statements = fence(BUCKET, ("landing/a/",), (), "arn:gate")
+
+    as_object, changed_1, _ = merged({"Version": "2012-10-17", "Statement": other}, statements)
+    as_list, changed_2, _ = merged({"Version": "2012-10-17", "Id": "keep", "Statement": [other, legacy]}, statements)
+    again, changed_3, _ = merged(as_list, statements)
+
+    assert as_object["Statement"] == [other] + statements and changed_1
+    assert as_list == {"Version": "2012-10-17", "Id": "keep", "Statement": [other] + statements} and changed_2
+    assert again == as_list and not changed_3
+    assert [st["Sid"] for st in statements] == list(FENCE_SIDS[:4])  # no validated prefix: no statement for one
+
+
+def test_url_encoded_keys_read_the_object_that_exists(tmp_path) -> None:
+    real = "landing/transactions/2026-11-22/my file+v2.csv"
+    body = csv_bytes(tmp_path)
+
+    for given in ("landing/transactions/2026-11-22/my+file%2Bv2.csv", "landing/transactions/2026-11-22/my%20file%2Bv2.csv"):
+        verdict = decide(ObjectRef(BUCKET, given), POLICY, reads(body, {"columns": {}}, key=real), "arn:gate", Log())
+        assert verdict.summary["key"] == real and verdict.summary["passed"]
+    literal = decide(ObjectRef(BUCKET, real), POLICY, reads(body, {"columns": {}}, key=real), "arn:gate", Log())
+    assert literal.summary["key"] == real
+    gone = decide(ObjectRef(BUCKET, "landing/transactions/x.csv"), POLICY, reads(body, key=real), "arn:gate", Log())
+    assert gone.summary == {"skipped": "no such object", "key": "landing/transactions/x.csv"}
+
+
+def test_an_unversioned_object_overwritten_while_it_is_read_is_left_to_the_newer_writes_event(tmp_path) -> None:
+    # Given an unversioned object (no version id) whose bytes change while the gate reads them
+    class Racing(Objects):
+        def __init__(self, bodies):
+            super().__init__(bodies)
+            self.etag = '"e1"'
+
+        def head(self, bucket, key, version):
+            return {"ContentLength": len(self.bodies[key]), "ETag": self.etag}
+
+        def open(self, bucket, key, version, size, seekable, if_match=None):
+            assert if_match == "e1"  # the read itself is guarded: S3 refuses it once the ETag changes
+            self.etag = '"e2"'
+            raise OSError("PreconditionFailed")
+
+    racing = Reads(Racing({KEY: csv_bytes(tmp_path)}), Baselines(lambda loc: {"columns": {}}), lambda b: {}, Policies())
+
+    verdict = decide(ObjectRef(BUCKET, KEY, None, "0062A1F0000000000A"), POLICY, racing, "arn:gate", Log())
+
+    # Then nothing is reported, tagged or promoted for these bytes
+    assert verdict.decisions == [] and verdict.summary["superseded"] == "overwritten while it was validated"
+
+
+def test_reports_of_an_unversioned_keys_writes_do_not_overwrite_each_other(tmp_path) -> None:
+    class Unversioned(Objects):
+        def head(self, bucket, key, version):
+            return {"ContentLength": len(self.bodies[key]), "ETag": '"e1"'}
+
+    plain = Reads(Unversioned({KEY: csv_bytes(tmp_path)}), Baselines(lambda loc: {"columns": {}}), lambda b: {}, Policies())
+
+    first = decide(ObjectRef(BUCKET, KEY, None, "0062A1F0000000000A"), POLICY, plain, "arn:gate", Log())
+    second = decide(ObjectRef(BUCKET, KEY, None, "0062A1F0000000000B"), POLICY, plain, "arn:gate", Log())
+
+    assert first.summary["report"].endswith(".seq-0062A1F0000000000A.json") and second.summary["report"].endswith(".seq-0062A1F0000000000B.json")
+    tag = first.decisions[0].actions[1]
+    assert isinstance(tag, TagValidation) and tag.etag == "e1" and tag.version is None

@@ -296,3 +296,14 @@ def test_settle_without_an_executor_publishes_findings_and_refuses_actions() -> 
     assert settle([Decision(finding(), [])], None, published.append) == published and len(published) == 1
     with pytest.raises(ValueError, match="need an executor"):
         settle([Decision(finding(), [TagBucket("kit-b1")])], None, published.append)
+
+
+def test_actions_carrying_documents_have_an_identity() -> None:
+    @dataclass(frozen=True)
+    class PutRules(Action):
+        rules: tuple = ()
+
+    a = PutRules("b", rules=({"ID": "x", "Filter": {"Prefix": "raw/"}},))
+    b = PutRules("b", rules=({"Filter": {"Prefix": "raw/"}, "ID": "x"},))
+    c = PutRules("b", rules=({"ID": "y"},))
+    assert a.identity() == b.identity() != c.identity() and hash(a.identity())

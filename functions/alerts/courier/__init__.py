@@ -1,0 +1,1 @@
+"""Alert delivery: findings from the alerts topic to Slack and Security Hub, one alert per incident."""
