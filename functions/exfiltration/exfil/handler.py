@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cached_property, partial
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from exfil.actions import ACTIONS
+from exfil.deployment import Deployment
 from exfil.pipeline import Ports, decide, replay_key
 from exfil.ports import DynamoWindowStore, GrantLookup, LogFileSource
 
@@ -24,7 +25,14 @@ from stage_policy.tags import BucketTags
 #: Every class whose ``permissions`` this function needs: the template test holds its IAM policy to their union.
 USES = (LogFileSource, DynamoWindowStore, GrantLookup, *ACTIONS, Executor, FindingPublisher, PolicyStore, BucketTags, ReplaySafety)
 
-rt = Runtime()
+
+class ExfilRuntime(Runtime):
+    @cached_property
+    def deployment(self) -> Deployment:
+        return Deployment.from_env()  # STAGEWARDEN_ACCOUNT_ID, _STACK_NAME, _TRAIL_BUCKET, read once
+
+
+rt = ExfilRuntime()
 # a batch whose records all fail is reported record by record too (SQS retries exactly those), not raised
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
@@ -35,7 +43,7 @@ def record_handler(record: SQSRecord, policy: Policy, executor: Executor) -> lis
     if key is None:
         return []  # not a CloudTrail log file (digests, other objects)
     ports = Ports(LogFileSource(rt.clients("s3")), DynamoWindowStore(rt.clients("dynamodb"), rt.settings.state_table),
-                  GrantLookup(rt.clients("dynamodb"), rt.settings.state_table), rt.bucket_tags)
+                  GrantLookup(rt.clients("dynamodb"), rt.settings.state_table), rt.bucket_tags, rt.deployment)
 
     def work() -> list[str]:
         findings = settle(decide(event, policy, ports, logger), executor, rt.publish(policy))
