@@ -56,19 +56,20 @@ def scan(files: list[Path], policy: Policy) -> Iterator[tuple[Path, ReadStats, l
     detector = Detector(policy, MemoryWindowStore())
     for path in files:
         stats = ReadStats()
-        try:
-            with path.open("rb") as fh, cyclic_gc_paused():
-                for batch in iter_batches(fh, stats):
-                    detector.feed(batch)
-        except OSError as exc:
-            stats.issue("unreadable", f"cannot read ({exc.strerror or exc})")
-        except Exception as exc:  # noqa: BLE001 - never a traceback: the file is reported, the scan goes on
-            stats.issue("unreadable", f"processing failed ({describe(exc)})")
-        try:
-            decisions = detector.finish(str(path), stats)
-        except Exception as exc:  # noqa: BLE001 - the memory window store cannot fail; anything else is reported
-            stats.issue("unreadable", f"processing failed ({describe(exc)})")
-            decisions = Detector(policy, MemoryWindowStore()).finish(str(path), stats)
+        with cyclic_gc_paused():  # records and window states are acyclic: see exfil.reader.cyclic_gc_paused
+            try:
+                with path.open("rb") as fh:
+                    for batch in iter_batches(fh, stats):
+                        detector.feed(batch)
+            except OSError as exc:
+                stats.issue("unreadable", f"cannot read ({exc.strerror or exc})")
+            except Exception as exc:  # noqa: BLE001 - never a traceback: the file is reported, the scan goes on
+                stats.issue("unreadable", f"processing failed ({describe(exc)})")
+            try:
+                decisions = detector.finish(str(path), stats)
+            except Exception as exc:  # noqa: BLE001 - the memory window store cannot fail; anything else is reported
+                stats.issue("unreadable", f"processing failed ({describe(exc)})")
+                decisions = Detector(policy, MemoryWindowStore()).finish(str(path), stats)
         yield path, stats, decisions
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from datetime import datetime, timezone
+from itertools import islice
 from typing import Any, Callable
 
 from exfil.actions import from_undo
@@ -32,7 +33,7 @@ from exfil.records import (
 )
 from exfil.rules import RuleContext, Verdict
 from exfil.singles import SINGLE_EVENT_NAMES, SINGLE_EVENT_RULES
-from exfil.windows import LATENESS_MINUTES, Delta, MemoryWindowStore, WindowState, WindowStore
+from exfil.windows import LATENESS_MINUTES, SEEN_CAP, Delta, MemoryWindowStore, WindowState, WindowStore, learn, prune
 
 from stage_policy.actions import Action, Decision
 from stage_policy.findings import Finding
@@ -44,6 +45,9 @@ __all__ = ["Decision", "Detector", "MemoryWindowStore", "WindowState"]
 SAMPLE = 10
 #: record indexes listed in an input.malformed finding (the count is always exact)
 MALFORMED_INDEXES = 200
+#: With windows in memory (the scanner), prune an identity's window after this many minutes of its reads: memory
+#: stays bounded, and ``total`` (which decides whether to look closer) spans at most a day plus this.
+PRUNE_MINUTES = 360
 _EMPTY: dict[str, Any] = {}
 _MISSING = object()
 READS = frozenset({"GetObject", "SelectObjectContent", "GetObjectTorrent"})
@@ -53,26 +57,33 @@ _REVOKING_RULES = frozenset({"exfil.bulk-download", "exfil.daily-budget", "exfil
 
 
 class _Agg:
-    """What one file shows of one identity on one stage. Cheap to create: most files hold many."""
+    """What one file shows of one identity on one stage. Cheap to create: most files hold many.
 
-    __slots__ = ("ident", "exempt", "human_base", "objs", "minutes", "ua", "uas", "ip", "ips", "bucket", "buckets",
-                 "outside", "outside_ips", "presigned", "human", "copy_out", "copy_dests", "reads", "bytes", "first", "last")
+    ``objs`` and ``minutes`` are the file's own (merged into the window store at ``finish``),
+    or, with a store that keeps its states in memory (the scanner), the identity's window
+    state itself: the hot loop then counts straight into the window and ``finish`` only
+    checks it (one merge less per identity and file).
+    """
 
-    def __init__(self, ident: Identity, exempt: bool, human_base: bool | None) -> None:
+    __slots__ = ("ident", "exempt", "human_base", "state", "objs", "minutes", "new", "reads", "bytes", "first", "last",
+                 "ua", "uas", "ip", "ips", "bucket", "buckets", "outside", "outside_ips", "presigned", "human", "copy_out",
+                 "copy_dests")
+
+    def __init__(self, ident: Identity, exempt: bool, human_base: bool | None, state: WindowState | None) -> None:
         self.ident = ident
         self.exempt = exempt
         self.human_base = human_base
-        self.objs: dict[Any, int] = {}
-        self.minutes: dict[int, list[int]] = {}
-        self.ua = self.ip = self.bucket = _MISSING
-        self.uas: set[Any] | None = None
-        self.ips: set[Any] | None = None
-        self.buckets: set[Any] | None = None
-        self.outside = self.presigned = self.human = self.copy_out = self.reads = self.bytes = 0
-        self.outside_ips: set[str] | None = None
-        self.copy_dests: set[str] | None = None
+        self.state = state
+        if state is None:
+            self.objs: dict[Any, int] = {}
+            self.minutes: dict[int, list[int]] = {}
+        else:
+            self.objs, self.minutes = state.seen, state.minutes
+        self.new = self.reads = self.bytes = self.outside = self.presigned = self.human = self.copy_out = 0
         self.first = 1 << 62
         self.last = 0
+        self.ua = self.ip = self.bucket = _MISSING
+        self.uas = self.ips = self.buckets = self.outside_ips = self.copy_dests = None
 
     def more(self, slot: str, value: Any) -> None:
         """A second (third...) distinct user agent, address or bucket: kept as a sample."""
@@ -111,8 +122,12 @@ class Detector:
         self._bucket_stage: dict[Any, str | None] = {}
         self._cidrs = tuple(ipaddress.ip_network(c, strict=False) for c in org.allowed_cidrs)
         self._vpces = frozenset(org.vpc_endpoint_ids)
-        self._stage_flags = {name: (st, st.interactive_access == "none", st.download == "denied") for name, st in policy.stages.items()}
+        self._stage_flags = {name: (st.interactive_access == "none", st.download == "denied") for name, st in policy.stages.items()}
+        self._limits = {name: (st.exfiltration, st.exfiltration.daily_limits(st.download)) for name, st in policy.stages.items()}
         self._identities: dict[Any, Identity] = {}  # across files: parsing an identity is paid once
+        #: per stage: identity key -> (identity, exempt, human, window state if the store keeps states in memory)
+        self._known: dict[str, dict[Any, tuple[Identity, bool, bool | None, WindowState | None]]] = {n: {} for n in policy.stages}
+        self._direct = bool(getattr(windows, "direct", False))
         self._outside_ip: dict[Any, bool] = {}
         self._foreign_ip: dict[Any, bool] = {}
         self._reset()
@@ -161,8 +176,8 @@ class Detector:
         """The hot loop (every record of every file), inlined on purpose: a few dict lookups per
         record; anything derived from an identity, a user agent or an address is computed once
         per distinct value. Returns the index of the record that raised, or ``len(records)``."""
-        bucket_stage, stage_flags, aggs, minute_of = self._bucket_stage, self._stage_flags, self._aggs, self._minute_of
-        outside_ip, vpces = self._outside_ip, self._vpces
+        bucket_stage, stage_flags, minute_of = self._bucket_stage, self._stage_flags, self._minute_of
+        outside_ip, vpces, aggs, known = self._outside_ip, self._vpces, self._aggs, self._known
         i = start
         try:
             for i in range(start, len(records)):
@@ -195,7 +210,7 @@ class Detector:
                     src, key, version = copy_source(rp.get("x-amz-copy-source"))
                     src_stage = self.stage_of_bucket(src)
                     if src_stage is not None and src_stage != stage_name:
-                        if stage_name is not None and stage_flags[stage_name][1]:
+                        if stage_name is not None and stage_flags[stage_name][0]:
                             self._write_into(rec, ui, arn, bucket, stage_name)  # the destination side of a copy into final prod
                         copy_to = (stage_name, bucket)
                         rp = {"bucketName": src, "key": key, "versionId": version}
@@ -206,7 +221,7 @@ class Detector:
                     is_read = False
                 if stage_name is None:
                     continue
-                stage, locked, denied = stage_flags[stage_name]
+                locked, denied = stage_flags[stage_name]
                 if (not is_read and not locked) or "errorCode" in rec:
                     continue
                 if ui.__class__ is not dict:
@@ -217,7 +232,8 @@ class Detector:
                 by_key = aggs[stage_name]
                 agg = by_key.get(akey)
                 if agg is None:
-                    agg = by_key[akey] = self._new_agg(akey, ui, stage)
+                    who = known[stage_name].get(akey)  # identities are parsed once, not once per file
+                    agg = by_key[akey] = _Agg(*(who or self._identify(akey, ui, stage_name)))
                 ts = rec.get("eventTime")
                 minute = minute_of.get(ts)
                 if minute is None:
@@ -260,17 +276,17 @@ class Detector:
                         agg.ip = ip
                     else:
                         agg.more("ips", ip)
-                if not agg.exempt:
-                    obj = (bucket, rp.get("key"), rp.get("versionId"))
-                    objs = agg.objs
-                    if obj not in objs:
-                        objs[obj] = minute
+                if not agg.exempt:  # exempt from the volume thresholds only
                     slot = agg.minutes.get(minute)
                     if slot is None:
-                        agg.minutes[minute] = [1, nbytes]
-                    else:
+                        slot = agg.minutes[minute] = [0, 0]
+                    obj = (bucket, rp.get("key"), rp.get("versionId"))
+                    objs = agg.objs
+                    if obj not in objs:  # distinct objects: ranged reads of one object count once
+                        objs[obj] = minute
                         slot[0] += 1
-                        slot[1] += nbytes
+                        agg.new += 1
+                    slot[1] += nbytes
                 if not denied:
                     continue
                 vpce = rec.get("vpcEndpointId")
@@ -292,16 +308,19 @@ class Detector:
             return i
         return len(records)
 
-    def _new_agg(self, akey: Any, ui: dict[str, Any], stage: Any) -> _Agg:
-        ident = self._identities.get(akey)
-        if ident is None:
-            ident = identity_of(ui)
-            if len(self._identities) > 200_000:
-                self._identities.clear()
-            self._identities[akey] = ident
-        ex = stage.exfiltration
-        service = any(_glob(g, ident.role_arn or ident.principal) or _glob(g, ident.principal) for g in self.policy.organization.service_principals)
-        return _Agg(ident, ex.is_exempt(ident.principal, ident.role_arn), human_by_identity(ident, ui, service))
+    def _identify(self, akey: Any, ui: dict[str, Any], stage_name: str) -> tuple[Identity, bool, bool | None, WindowState | None]:
+        """Who an identity is on a stage (parsed, exempt, human), kept across files; its window state if kept in memory."""
+        by_stage = self._known[stage_name]
+        ident = identity_of(ui)
+        globs = self.policy.organization.service_principals
+        service = any(_glob(g, ident.role_arn) or _glob(g, ident.principal) for g in globs)
+        exempt = self.policy.stages[stage_name].exfiltration.is_exempt(ident.principal, ident.role_arn)
+        state = self.windows.state(stage_name, ident.key) if self._direct and not exempt else None
+        known = (ident, exempt, human_by_identity(ident, ui, service), state)
+        if len(by_stage) > 200_000:
+            by_stage.clear()
+        by_stage[akey] = known
+        return known
 
     def _write_into(self, rec: dict[str, Any], ui: Any, arn: Any, bucket: str, stage_name: str) -> None:
         """A copy into a locked stage: the destination side of the human-access rule (a rare path)."""
@@ -313,7 +332,7 @@ class Detector:
         by_key = self._aggs[stage_name]
         agg = by_key.get(akey)
         if agg is None:
-            agg = by_key[akey] = self._new_agg(akey, ui, self.policy.stages[stage_name])
+            agg = by_key[akey] = _Agg(*(self._known[stage_name].get(akey) or self._identify(akey, ui, stage_name)))
         minute = event_minute(rec.get("eventTime"))
         agg.first, agg.last = min(agg.first, minute), max(agg.last, minute)
         if agg.bucket is _MISSING:
@@ -368,8 +387,8 @@ class Detector:
         decisions: list[Decision] = []
         try:
             for stage_name, by_key in self._aggs.items():
-                for agg in by_key.values():
-                    decisions += self._window_decisions(stage_name, agg, source)
+                if by_key:
+                    decisions += self._window_decisions(stage_name, by_key, source)
             for ident, recs in self._instance.values():
                 decisions.append(self._instance_decision(ident, recs, source))
             for verdict, rec in self._singles:
@@ -408,9 +427,64 @@ class Detector:
             finding.evidence["containment"] = note
         return Decision(finding, actions, stage_name, response, note=note)
 
-    def _window_decisions(self, stage_name: str, agg: _Agg, source: str) -> list[Decision]:
-        stage = self.policy.stages[stage_name]
-        ex = stage.exfiltration
+    def _window_decisions(self, stage_name: str, by_key: dict[Any, _Agg], source: str) -> list[Decision]:
+        """Merge each identity's reads of the file into its window and decide. Most identities decide nothing:
+        that path is one window merge (with an in-memory store, not even that) and a few comparisons
+        (no sorting, no sets, no text), which is what keeps files with thousands of sessions cheap."""
+        ex, daily = self._limits[stage_name]
+        quiet_objects = min(ex.max_objects, daily[0]) if daily else ex.max_objects
+        quiet_bytes = min(ex.max_bytes, daily[1]) if daily else ex.max_bytes
+        behind = ex.window_minutes + LATENESS_MINUTES
+        windows = self.windows
+        out: list[Decision] = []
+        for agg in by_key.values():
+            state = agg.state
+            if state is not None:  # counted in place by the hot loop (a store in memory): totals, learning, pruning
+                if agg.reads:
+                    total = state.total
+                    total[0] += agg.new
+                    total[1] += agg.bytes
+                    agents = agg.ua if agg.uas is None else frozenset(agg.uas | {agg.ua})
+                    if state.first_seen < 0:
+                        state.first_seen = state.pruned_at = agg.first
+                    if agents != state.last_agents:
+                        learn(state, agents, agg.first)
+                    elif state.new_families:
+                        state.new_families = ()
+                    if agg.last - state.pruned_at >= PRUNE_MINUTES or len(state.seen) > SEEN_CAP:
+                        prune(state, agg.last - behind, agg.last)
+                    if total[0] <= quiet_objects and total[1] <= quiet_bytes and not state.new_families:
+                        state = None  # nothing to look at
+                else:
+                    state = None
+            elif agg.minutes:
+                agents = agg.ua if agg.uas is None else frozenset(agg.uas | {agg.ua})
+                state = windows.merge(stage_name, agg.ident.key, Delta(agg.objs, agg.minutes, agents, agg.first, agg.last - behind))
+                total = state.total
+                if total[0] <= quiet_objects and total[1] <= quiet_bytes and not state.new_families:
+                    state = None
+            if state is not None or agg.copy_out or agg.outside or agg.presigned or agg.human:
+                out += self._window_findings(stage_name, agg, source, state)
+        return out
+
+    def _window_findings(self, stage_name: str, agg: _Agg, source: str, state: WindowState | None) -> list[Decision]:
+        ex, daily = self._limits[stage_name]
+        peaks: dict[str, tuple[int, int, int, int]] = {}
+        new_tools: list[str] = []
+        known_tools: list[str] = []
+        if state is not None:
+            touched = range(agg.first, agg.last + 1)
+            peak = state.window_peak(touched, ex.window_minutes)
+            if peak[2] > ex.max_objects or peak[3] > ex.max_bytes:
+                peaks["window"] = peak
+            if daily is not None and (state.total[0] > daily[0] or state.total[1] > daily[1]):
+                peak = state.day_peak(touched)
+                if peak[2] > daily[0] or peak[3] > daily[1]:
+                    peaks["day"] = peak
+            if state.new_families:
+                learned_by = state.first_seen + ex.learning_days * 1440
+                new_tools = sorted(f for f in state.new_families if state.families[f] >= learned_by and f not in ("aws-service", "aws-internal"))
+                known_tools = sorted(f for f in state.families if f not in state.new_families)
         ident = agg.ident
         out: list[Decision] = []
         buckets = agg.sample(agg.bucket, agg.buckets)
@@ -418,9 +492,9 @@ class Detector:
         def emit(rule: str, severity: str, summary: str, **extra: Any) -> None:
             evidence = {
                 "buckets": buckets, "window": {"start": _iso(agg.first), "end": _iso(agg.last + 1)},
-                "objects": len(agg.objs), "reads": agg.reads, "bytes": agg.bytes,
+                "objects": agg.new, "reads": agg.reads, "bytes": agg.bytes,
                 "user_agents": agg.sample(agg.ua, agg.uas), "source_ips": agg.sample(agg.ip, agg.ips),
-                "sample_keys": [f"{b}/{k}" for (b, k, _v) in list(agg.objs)[:SAMPLE]],
+                "sample_keys": sorted(f"{b}/{k}" for (b, k, _v) in islice(reversed(agg.objs), min(agg.new, SAMPLE))),
                 "session_names": [ident.session] if ident.session is not None else [], "log_file": source, **extra,
             }
             finding = self._finding(rule, severity, stage_name, f"arn:aws:s3:::{buckets[0] if buckets else 'unknown'}", ident,
@@ -428,37 +502,24 @@ class Detector:
             out.append(self._decide(finding, stage_name, ident))
 
         who = ident.name
-        if agg.objs or agg.minutes:
-            keep_after = agg.last - ex.window_minutes - LATENESS_MINUTES
-            families = {client_family(ua): agg.first for ua in agg.sample(agg.ua, agg.uas) or [None]}
-            delta = Delta(agg.objs, agg.minutes, families)
-            state = self.windows.merge(stage_name, ident.key, delta, keep_after)
-            touched = set(agg.minutes) | set(agg.objs.values())
-            total_objects, total_bytes = state.minute_total
-            if total_objects > ex.max_objects or total_bytes > ex.max_bytes:
-                start, end, count, nbytes = state.window_peak(touched, ex.window_minutes)
-                if count > ex.max_objects or nbytes > ex.max_bytes:
-                    emit("exfil.bulk-download", "high",
-                         f"{who} read {count} distinct objects ({nbytes / 1048576:.1f} MiB) from {stage_name} in "
-                         f"{ex.window_minutes} minutes (limit {ex.max_objects} objects / {ex.max_bytes / 1048576:.0f} MiB).",
-                         sliding_window={"start": _iso(start), "end": _iso(end + 1), "objects": count, "bytes": nbytes},
-                         thresholds={"max_objects": ex.max_objects, "max_bytes": ex.max_bytes, "window_minutes": ex.window_minutes})
-            limits = ex.daily_limits(stage.download)
-            if limits is not None and (state.hour_total[0] > limits[0] or state.hour_total[1] > limits[1]):
-                first_hour, last_hour, count, nbytes = state.day_peak({m // 60 for m in touched})
-                if count > limits[0] or nbytes > limits[1]:
-                    emit("exfil.daily-budget", "high",
-                         f"{who} read {count} distinct objects ({nbytes / 1073741824:.2f} GiB) from {stage_name} in 24 hours "
-                         f"(daily budget {limits[0]} objects / {limits[1] / 1073741824:.1f} GiB).",
-                         day={"start": _iso(first_hour * 60), "end": _iso((last_hour + 1) * 60), "objects": count, "bytes": nbytes},
-                         thresholds={"daily_max_objects": limits[0], "daily_max_bytes": limits[1]})
-            learned_by = state.first_seen + ex.learning_days * 1440
-            new = sorted(f for f in state.new_families if state.families[f] >= learned_by and f not in ("aws-service", "aws-internal"))
-            known = sorted(f for f in state.families if f not in state.new_families)
-            if new and known:
-                emit("exfil.new-client-tool", "medium",
-                     f"{who} read {stage_name} data with {', '.join(new)}, a client it has not used there before "
-                     f"(known: {', '.join(known[:5])}).", new_client_families=new, known_client_families=known)
+        if "window" in peaks:
+            start, end, count, nbytes = peaks["window"]
+            emit("exfil.bulk-download", "high",
+                 f"{who} read {count} distinct objects ({nbytes / 1048576:.1f} MiB) from {stage_name} in "
+                 f"{ex.window_minutes} minutes (limit {ex.max_objects} objects / {ex.max_bytes / 1048576:.0f} MiB).",
+                 sliding_window={"start": _iso(start), "end": _iso(end + 1), "objects": count, "bytes": nbytes},
+                 thresholds={"max_objects": ex.max_objects, "max_bytes": ex.max_bytes, "window_minutes": ex.window_minutes})
+        if "day" in peaks and daily is not None:
+            first_hour, last_hour, count, nbytes = peaks["day"]
+            emit("exfil.daily-budget", "high",
+                 f"{who} read {count} distinct objects ({nbytes / 1073741824:.2f} GiB) from {stage_name} in 24 hours "
+                 f"(daily budget {daily[0]} objects / {daily[1] / 1073741824:.1f} GiB).",
+                 day={"start": _iso(first_hour * 60), "end": _iso((last_hour + 1) * 60), "objects": count, "bytes": nbytes},
+                 thresholds={"daily_max_objects": daily[0], "daily_max_bytes": daily[1]})
+        if new_tools and known_tools:
+            emit("exfil.new-client-tool", "medium",
+                 f"{who} read {stage_name} data with {', '.join(new_tools)}, a client it has not used there before "
+                 f"(known: {', '.join(known_tools[:5])}).", new_client_families=new_tools, known_client_families=known_tools)
         if agg.copy_out:
             dests = sorted(agg.copy_dests or ())
             emit("exfil.copy-out", "high",

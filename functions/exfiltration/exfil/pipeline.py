@@ -62,7 +62,7 @@ def decide(event: Any, policy: Policy, ports: Ports, log: Any) -> list[Decision]
     with cyclic_gc_paused():
         for batch in iter_batches(ports.source.open(bucket, key), stats):
             detector.feed(batch)
-    decisions = detector.finish(f"s3://{bucket}/{key}", stats)
+        decisions = detector.finish(f"s3://{bucket}/{key}", stats)
     log.info("log file read", extra={"key": key, "records": stats.records, "decisions": len(decisions)})
     return decisions
 

@@ -39,15 +39,16 @@ class DynamoWindowStore:
         self._ddb, self._table, self._retries = ddb, table, retries
         self.writes = 0
 
-    def merge(self, stage: str, identity: str, delta: Delta, keep_after: int) -> WindowState:
+    def merge(self, stage: str, identity: str, delta: Delta) -> WindowState:
         # identities are session ARNs (+ sourceIdentity); an implausibly long one is hashed, within the key limit
         key = keys.exfil_window(stage, identity if len(identity) <= 1024 else "sha256:" + hashlib.sha256(identity.encode()).hexdigest())
-        hashed = Delta({object_hash(o): m for o, m in delta.objects.items()}, delta.minutes, delta.families)
+        hashed = Delta({object_hash(o): m for o, m in delta.objects.items()}, delta.minutes, delta.agents, delta.first,
+                       delta.keep_after)
         for _ in range(self._retries):
             item = self._ddb.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
             old, version = _decode(item)
-            state = merge_state(old, hashed, keep_after, prune_every=0)
-            newest = max(state.minutes, default=keep_after)
+            state = merge_state(old, hashed, prune_every=0)
+            newest = max(state.minutes, default=delta.keep_after)
             body = {
                 "minutes": {"S": json.dumps({str(m): v for m, v in state.minutes.items()}, separators=(",", ":"))},
                 "hours": {"S": json.dumps({str(h): v for h, v in state.hours.items()}, separators=(",", ":"))},
@@ -90,9 +91,9 @@ def _decode(item: dict[str, Any] | None) -> tuple[WindowState | None, int]:
     hours = {int(h): v for h, v in json.loads(item.get("hours", {}).get("S", "{}")).items()}
     raw = item.get("seen", {}).get("B", b"")
     seen = {h: m for h, m in _SEEN.iter_unpack(raw[: len(raw) - len(raw) % _SEEN.size])}
+    slots = list(minutes.values()) + list(hours.values())
     state = WindowState(minutes, hours, seen, json.loads(item["families"]["S"]), int(item["first_seen"]["N"]),
-                        [sum(v[0] for v in minutes.values()), sum(v[1] for v in minutes.values())],
-                        [sum(v[0] for v in hours.values()), sum(v[1] for v in hours.values())])
+                        [sum(v[0] for v in slots), sum(v[1] for v in slots)])
     return state, int(item["version"]["N"])
 
 
