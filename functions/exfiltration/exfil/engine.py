@@ -187,8 +187,10 @@ class Detector:
                 name = rec.get("eventName")
                 ui = rec.get("userIdentity")
                 arn = ui.get("arn") if ui.__class__ is dict else None
-                if arn.__class__ is str and "/i-" in arn and not rec.get("vpcEndpointId"):
-                    self._instance_check(rec, ui)  # EC2 instance credentials outside: rare, so a method
+                if arn.__class__ is str and "/i-" in arn:
+                    vpce = rec.get("vpcEndpointId")
+                    if not vpce or (vpces and vpce not in vpces):  # no endpoint, or someone else's
+                        self._instance_check(rec, ui, vpce)  # EC2 instance credentials outside: rare, so a method
                 if name in SINGLE_EVENT_NAMES:
                     self._single(rec, name)
                     continue
@@ -345,21 +347,25 @@ class Detector:
         if human and not self.grant_active(agg.ident.role_name or agg.ident.principal, rec.get("eventTime")):
             agg.human += 1
 
-    def _instance_check(self, rec: dict[str, Any], ui: dict[str, Any]) -> None:
-        """EC2 instance credentials used from an address outside ``allowed_cidrs`` without a VPC endpoint.
+    def _instance_check(self, rec: dict[str, Any], ui: dict[str, Any], vpce: Any) -> None:
+        """EC2 instance credentials used outside: through a VPC endpoint not in ``organization.vpc_endpoint_ids``
+        (an attacker's own), or without one from an address outside ``allowed_cidrs``.
 
         Any address counts, private ones too (a laptop behind a VPN, a peered network): only
-        the listed networks, VPC endpoints and AWS services calling on the instance's behalf
-        (``sourceIPAddress`` a service name) are inside.
+        the listed networks, the organisation's VPC endpoints and AWS services calling on the
+        instance's behalf (``sourceIPAddress`` a service name) are inside.
         """
         ip = rec.get("sourceIPAddress")
-        outside = self._foreign_ip.get(ip)
-        if outside is None:
-            outside = self._foreign_ip[ip] = _is_ip(ip) and not in_cidrs(ip, self._cidrs)
-            if len(self._foreign_ip) > 100_000:
-                self._foreign_ip.clear()
-        if not outside or "errorCode" in rec:
-            return
+        if vpce:
+            outside = True  # the caller filtered: an endpoint the organisation does not list
+        else:
+            outside = self._foreign_ip.get(ip)
+            if outside is None:
+                outside = self._foreign_ip[ip] = _is_ip(ip) and not in_cidrs(ip, self._cidrs)
+                if len(self._foreign_ip) > 100_000:
+                    self._foreign_ip.clear()
+        if not outside:
+            return  # a denied call still proves the credentials left the instance: counted
         ctx = ui.get("sessionContext")
         akey = (ui.get("arn"), ctx.get("sourceIdentity") if ctx.__class__ is dict else None, "instance")
         ident = self._identities.get(akey)
@@ -451,15 +457,15 @@ class Detector:
                         learn(state, agents, agg.first)
                     elif state.new_families:
                         state.new_families = ()
-                    if agg.last - state.pruned_at >= PRUNE_MINUTES or len(state.seen) > SEEN_CAP:
-                        prune(state, agg.last - behind, agg.last)
+                    if agg.first - state.pruned_at >= PRUNE_MINUTES or len(state.seen) > SEEN_CAP:
+                        prune(state, agg.first - behind, agg.first)
                     if total[0] <= quiet_objects and total[1] <= quiet_bytes and not state.new_families:
                         state = None  # nothing to look at
                 else:
                     state = None
             elif agg.minutes:
                 agents = agg.ua if agg.uas is None else frozenset(agg.uas | {agg.ua})
-                state = windows.merge(stage_name, agg.ident.key, Delta(agg.objs, agg.minutes, agents, agg.first, agg.last - behind))
+                state = windows.merge(stage_name, agg.ident.key, Delta(agg.objs, agg.minutes, agents, agg.first, agg.first - behind))
                 total = state.total
                 if total[0] <= quiet_objects and total[1] <= quiet_bytes and not state.new_families:
                     state = None
@@ -542,6 +548,7 @@ class Detector:
     def _instance_decision(self, ident: Identity, recs: list[dict[str, Any]], source: str) -> Decision:
         times = [event_time(r.get("eventTime")) for r in recs]
         ips = sorted({str(r.get("sourceIPAddress")) for r in recs})
+        endpoints = sorted({str(r.get("vpcEndpointId")) for r in recs if r.get("vpcEndpointId")})
         calls = sorted({f"{r.get('eventSource')}:{r.get('eventName')}" for r in recs})
         stage_name = None
         for r in recs:
@@ -554,7 +561,7 @@ class Detector:
             "exfil.instance-credentials", "high", stage_name, ident.role_arn or ident.principal, ident,
             f"Credentials of EC2 instance {ident.session} (role {ident.role_name}) were used {len(recs)} time(s) from "
             f"{', '.join(ips[:3])}, outside the organisation's networks and VPC endpoints.",
-            {"source_ips": ips, "calls": calls, "events": len(recs), "instance_id": ident.session,
+            {"source_ips": ips, "vpc_endpoints": endpoints, "calls": calls, "events": len(recs), "instance_id": ident.session,
              "user_agents": sorted({str(r.get("userAgent")) for r in recs})[:SAMPLE], "log_file": source,
              "session_names": [ident.session]}, min(times), max(times))
         return self._decide(finding, stage_name, ident, perimeter=True)

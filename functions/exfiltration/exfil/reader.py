@@ -148,8 +148,13 @@ class _ChunkReader(io.RawIOBase):
 
 
 def iter_batches(fileobj: BinaryIO, stats: ReadStats | None = None,
-                 max_inflated: int = MAX_INFLATED) -> Iterator[list[dict[str, Any]]]:
-    """Yield lists of record dicts; problems go to ``stats.issues``."""
+                 max_inflated: int = MAX_INFLATED) -> Iterator[list[Any]]:
+    """Yield lists of records in file order; problems reading the file go to ``stats.issues``.
+
+    Records are passed on as parsed, objects or not: the detector checks each one and
+    counts the bad ones by index (so indexes are positions in the file's records).
+    Only what is not JSON at all is reported here, by position.
+    """
     stats = stats if stats is not None else ReadStats()
     chunks = _decompressed(fileobj, stats, max_inflated)
     head = b""
@@ -239,12 +244,10 @@ def _parse_batch(data: bytes, sep: bytes, stats: ReadStats) -> list[dict[str, An
         records = orjson.loads(b"[" + data + b"]")
     except orjson.JSONDecodeError:
         records = _parse_pieces(data, sep, stats)
-    good = [r for r in records if isinstance(r, dict)]
-    if len(good) != len(records):
-        stats.issue("malformed-record", f"{len(records) - len(good)} record(s) are not JSON objects", stats.records)
-    stats.records += len(good)
+    # items that are not objects are passed on: the detector counts them, by index, with every other bad record
+    stats.records += len(records)
     stats.batches += 1
-    return good
+    return records
 
 
 def _parse_pieces(data: bytes, sep: bytes, stats: ReadStats) -> list[Any]:
@@ -301,11 +304,9 @@ def _parse_lines(lines: list[bytes], first_line: int, stats: ReadStats) -> list[
             stats.issue("malformed-record", f"line {first_line + offset + 1} is not valid JSON ({exc})", first_line + offset + 1)
             continue
         if isinstance(doc, dict) and isinstance(doc.get("Records"), list):
-            out.extend(r for r in doc["Records"] if isinstance(r, dict))
-        elif isinstance(doc, dict):
-            out.append(doc)
+            out.extend(doc["Records"])
         else:
-            stats.issue("malformed-record", f"line {first_line + offset + 1} is not a JSON object", first_line + offset + 1)
+            out.append(doc)  # not an object: counted by the detector, by index
     stats.records += len(out)
     stats.batches += 1
     return out
@@ -317,10 +318,7 @@ def _ijson(chunks: Iterator[bytes], stats: ReadStats, prefix: str) -> Iterator[l
     batch: list[dict[str, Any]] = []
     try:
         for item in ijson.items(_ChunkReader(chunks), prefix, use_float=True):
-            if isinstance(item, dict):
-                batch.append(item)
-            else:
-                stats.issue("malformed-record", "an item of the records array is not a JSON object", stats.records + len(batch))
+            batch.append(item)  # not an object: counted by the detector, by index
             if len(batch) >= 1000:
                 stats.records += len(batch)
                 stats.batches += 1

@@ -7,7 +7,7 @@
   stage bucket excluded, GetObject excluded, identities excluded;
 * Stagewarden itself (names ``<stack>-…``): its EventBridge rules disabled, deleted,
   re-patterned or stripped of targets; its functions deleted or throttled to 0; their
-  queue mappings disabled or deleted;
+  queue mappings disabled or deleted; their configuration changed outside CloudFormation;
 * the trail bucket: its notification configuration (EventBridge delivers the log files)
   or its bucket policy (CloudTrail needs it to write) changed or deleted.
 """
@@ -189,10 +189,15 @@ def lambda_function(record: dict[str, Any], ctx: RuleContext) -> Verdict | None:
     function = str(rp.get("functionName") or response.get("functionArn") or "")
     if not ctx.deployment.owns(function):
         return None
+    severity = "critical"
     if name == "PutFunctionConcurrency":
         if str(rp.get("reservedConcurrentExecutions")) != "0":
             return None
         what = "reserved concurrency set to 0 (the function can no longer run)"
+    elif name == "UpdateFunctionConfiguration":
+        if _via_cloudformation(record):
+            return None  # a stack update
+        what, severity = "its configuration changed outside CloudFormation (environment, role, layers: e.g. a dry-run mode)", "high"
     elif name == "UpdateEventSourceMapping":
         if rp.get("enabled") is not False and str(rp.get("enabled")).lower() != "false":
             return None
@@ -202,7 +207,7 @@ def lambda_function(record: dict[str, Any], ctx: RuleContext) -> Verdict | None:
     short = function.rsplit(":", 1)[-1] if function.startswith("arn:") else function
     arn = function if function.startswith("arn:") else \
         f"arn:aws:lambda:{record.get('awsRegion', '')}:{record.get('recipientAccountId', '')}:function:{function}"
-    return Verdict(rule="audit.tamper", severity="critical", resource=arn,
+    return Verdict(rule="audit.tamper", severity=severity, resource=arn,
                    summary=f"Stagewarden's function {short}: {what}.", evidence={"target": short})
 
 
@@ -234,5 +239,5 @@ def _via_cloudformation(record: dict[str, Any]) -> bool:
 
 
 LAMBDA_NAMES = tuple(f"{base}{version}" for base in ("DeleteFunction", "PutFunctionConcurrency", "DeleteEventSourceMapping",
-                                                     "UpdateEventSourceMapping")
+                                                     "UpdateEventSourceMapping", "UpdateFunctionConfiguration")
                      for version in ("", "20150331", "20150331v2", "20171031"))

@@ -12,7 +12,8 @@ window and its heaviest 24 hours.
   are forgotten, so a re-read may count again: over-counting, never under).
 * **Bytes** are what each read transferred (``bytesTransferredOut``), at its minute.
 * **Minutes** are kept for one window plus an hour of lateness (files arrive out of
-  order), then rolled up into **hours**, kept for a day plus lateness.
+  order), then rolled up into **hours**, kept for a day plus lateness, both counted back
+  from the first read of the newest file (a stray future timestamp prunes nothing).
 * ``total`` is the sum over everything kept: while it is within a limit, no window and no
   day can exceed that limit, so most merges decide nothing without looking further. This
   is what keeps thousands of sessions per log file cheap.
@@ -39,7 +40,7 @@ class Delta:
     minutes: dict[int, list[int]]  # minute -> [read requests, bytes]
     agents: Any  # the user agent of the reads, or a frozenset of them: client families are learned from these
     first: int  # the file's first read (when a new client family was first used)
-    keep_after: int = 0  # minutes at or before it may be rolled up (one window plus lateness before the newest read)
+    keep_after: int = 0  # minutes at or before it may be rolled up (one window plus lateness before the file's first read)
 
 
 @dataclass(slots=True)
@@ -113,10 +114,7 @@ def merge_state(state: WindowState | None, delta: Delta, prune_every: int = 60) 
         else:
             slot[0] += 1
         total[0] += 1
-    newest = 0
     for minute, rb in delta.minutes.items():
-        if minute > newest:
-            newest = minute
         slot = minutes.get(minute)
         if slot is None:
             minutes[minute] = [0, rb[1]]
@@ -124,8 +122,8 @@ def merge_state(state: WindowState | None, delta: Delta, prune_every: int = 60) 
             slot[1] += rb[1]
         total[1] += rb[1]
     learn(state, delta.agents, delta.first)
-    if newest - state.pruned_at >= prune_every or len(seen) > SEEN_CAP:
-        prune(state, delta.keep_after, newest)
+    if delta.first - state.pruned_at >= prune_every or len(seen) > SEEN_CAP:
+        prune(state, delta.keep_after, delta.first)
     return state
 
 
@@ -148,7 +146,11 @@ def learn(state: WindowState, agents: Any, first: int) -> None:
 
 
 def prune(state: WindowState, keep_after: int, newest: int) -> None:
-    """Roll minutes at or before ``keep_after`` up into hours; forget hours and objects older than a day plus lateness."""
+    """Roll minutes at or before ``keep_after`` up into hours; forget hours and objects older than a day plus lateness.
+
+    ``newest`` is the *first* read of the file being merged, not its last: one record dated
+    far in the future (a hostile or broken log) then cannot age the identity's window out.
+    """
     state.pruned_at = newest
     minutes, hours, total = state.minutes, state.hours, state.total
     for minute in [m for m in minutes if m <= keep_after]:
