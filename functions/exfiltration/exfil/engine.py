@@ -43,6 +43,8 @@ from stage_policy.model import Policy
 __all__ = ["Decision", "Detector", "MemoryWindowStore", "WindowState"]
 
 SAMPLE = 10
+#: buckets and source addresses of an identity's first events in a file are kept as evidence
+SAMPLE_EVENTS = 32
 #: record indexes listed in an input.malformed finding (the count is always exact)
 MALFORMED_INDEXES = 200
 #: With windows in memory (the scanner), prune an identity's window after this many minutes of its reads: memory
@@ -65,7 +67,7 @@ class _Agg:
     checks it (one merge less per identity and file).
     """
 
-    __slots__ = ("ident", "exempt", "human_base", "state", "objs", "minutes", "new", "reads", "bytes", "first", "last",
+    __slots__ = ("ident", "exempt", "human_base", "state", "objs", "minutes", "new", "reads", "bytes", "first", "last", "events",
                  "ua", "uas", "ip", "ips", "bucket", "buckets", "outside", "outside_ips", "presigned", "human", "copy_out",
                  "copy_dests")
 
@@ -79,11 +81,23 @@ class _Agg:
             self.minutes: dict[int, list[int]] = {}
         else:
             self.objs, self.minutes = state.seen, state.minutes
-        self.new = self.reads = self.bytes = self.outside = self.presigned = self.human = self.copy_out = 0
+        self.new = self.reads = self.bytes = self.events = self.outside = self.presigned = self.human = self.copy_out = 0
         self.first = 1 << 62
         self.last = 0
         self.ua = self.ip = self.bucket = _MISSING
         self.uas = self.ips = self.buckets = self.outside_ips = self.copy_dests = None
+
+    def sample_event(self, bucket: Any, ip: Any) -> None:
+        if bucket != self.bucket:
+            if self.bucket is _MISSING:
+                self.bucket = bucket
+            else:
+                self.more("buckets", bucket)
+        if ip != self.ip:
+            if self.ip is _MISSING:
+                self.ip = ip
+            else:
+                self.more("ips", ip)
 
     def more(self, slot: str, value: Any) -> None:
         """A second (third...) distinct user agent, address or bucket: kept as a sample."""
@@ -166,7 +180,12 @@ class Detector:
     def _bad(self, index: int, exc: BaseException) -> None:
         if len(self._malformed) < MALFORMED_INDEXES:
             self._malformed.append(index)
-        reason = str(exc)[:120] if isinstance(exc, Malformed) else f"{type(exc).__name__} ({str(exc)[:80]})"
+        if isinstance(exc, Malformed):
+            reason = str(exc)[:120]
+        elif isinstance(exc, KeyError):
+            reason = f"the record has no {str(exc)[:60]}"
+        else:
+            reason = f"{type(exc).__name__} ({str(exc)[:80]})"
         if len(self._malformed_reasons) < 50 or reason in self._malformed_reasons:
             self._malformed_reasons[reason] = self._malformed_reasons.get(reason, 0) + 1
         else:
@@ -184,8 +203,9 @@ class Detector:
                 rec = records[i]
                 if rec.__class__ is not dict:
                     raise Malformed("the record is not a JSON object")
-                name = rec.get("eventName")
-                ui = rec.get("userIdentity")
+                # fields every CloudTrail record has are subscripted (faster than .get): missing, the record is malformed
+                name = rec["eventName"]
+                ui = rec["userIdentity"]
                 arn = ui.get("arn") if ui.__class__ is dict else None
                 if arn.__class__ is str and "/i-" in arn:
                     vpce = rec.get("vpcEndpointId")
@@ -194,7 +214,7 @@ class Detector:
                 if name in SINGLE_EVENT_NAMES:
                     self._single(rec, name)
                     continue
-                if rec.get("eventSource") != "s3.amazonaws.com":
+                if rec["eventSource"] != "s3.amazonaws.com":
                     continue
                 rp = rec.get("requestParameters")
                 if rp.__class__ is not dict:
@@ -236,20 +256,24 @@ class Detector:
                 if agg is None:
                     who = known[stage_name].get(akey)  # identities are parsed once, not once per file
                     agg = by_key[akey] = _Agg(*(who or self._identify(akey, ui, stage_name)))
-                ts = rec.get("eventTime")
+                ts = rec["eventTime"]
                 minute = minute_of.get(ts)
                 if minute is None:
                     minute = minute_of[ts] = event_minute(ts)
-                if minute < agg.first:
-                    agg.first = minute
-                if minute > agg.last:
-                    agg.last = minute
-                if bucket != agg.bucket:
-                    if agg.bucket is _MISSING:
-                        agg.bucket = bucket
-                    else:
-                        agg.more("buckets", bucket)
                 ua = rec.get("userAgent")
+                n = agg.events = agg.events + 1
+                if n == 1:  # the identity's first event in this file (in a busy file, most are)
+                    agg.first = agg.last = minute
+                    agg.bucket, agg.ip, agg.ua = bucket, rec.get("sourceIPAddress"), ua
+                else:
+                    if minute < agg.first:
+                        agg.first = minute
+                    elif minute > agg.last:
+                        agg.last = minute
+                    if n <= SAMPLE_EVENTS:  # buckets and addresses are evidence: sampled from the first events
+                        agg.sample_event(bucket, rec.get("sourceIPAddress"))
+                    if ua != agg.ua:  # every distinct client counts (new-client-tool), not a sample
+                        agg.more("uas", ua)
                 if locked:
                     human = agg.human_base
                     if human is None:
@@ -267,17 +291,6 @@ class Detector:
                 if copy_to is not _MISSING and copy_to[0] is None:  # copied into a bucket of no stage
                     agg.copy_out += 1
                     agg.more("copy_dests", copy_to[1])
-                if ua != agg.ua:
-                    if agg.ua is _MISSING:
-                        agg.ua = ua
-                    else:
-                        agg.more("uas", ua)
-                ip = rec.get("sourceIPAddress")
-                if ip != agg.ip:
-                    if agg.ip is _MISSING:
-                        agg.ip = ip
-                    else:
-                        agg.more("ips", ip)
                 if not agg.exempt:  # exempt from the volume thresholds only
                     slot = agg.minutes.get(minute)
                     if slot is None:
@@ -293,6 +306,7 @@ class Detector:
                     continue
                 vpce = rec.get("vpcEndpointId")
                 if not vpce:
+                    ip = rec.get("sourceIPAddress")
                     outside = outside_ip.get(ip)
                     if outside is None:
                         outside = outside_ip[ip] = is_public_ip(ip if ip.__class__ is str else None) and not in_cidrs(ip, self._cidrs)
@@ -302,7 +316,7 @@ class Detector:
                     outside = bool(vpces) and vpce not in vpces
                 if outside:
                     agg.outside += 1
-                    agg.more("outside_ips", ip)
+                    agg.more("outside_ips", rec.get("sourceIPAddress"))
                 if ad.get("AuthenticationMethod") == "QueryString":
                     agg.presigned += 1
         except Exception as exc:  # noqa: BLE001 - one record's problem, counted in input.malformed; the rest go on
@@ -337,10 +351,15 @@ class Detector:
             agg = by_key[akey] = _Agg(*(self._known[stage_name].get(akey) or self._identify(akey, ui, stage_name)))
         minute = event_minute(rec.get("eventTime"))
         agg.first, agg.last = min(agg.first, minute), max(agg.last, minute)
-        if agg.bucket is _MISSING:
-            agg.bucket = bucket
-        elif bucket != agg.bucket:
-            agg.more("buckets", bucket)
+        agg.events += 1
+        if agg.events <= SAMPLE_EVENTS:
+            agg.sample_event(bucket, rec.get("sourceIPAddress"))
+        ua = rec.get("userAgent")
+        if ua != agg.ua:
+            if agg.ua is _MISSING:
+                agg.ua = ua
+            else:
+                agg.more("uas", ua)
         human = agg.human_base
         if human is None:
             human = client_family(rec.get("userAgent")) in ("console", "browser")
@@ -450,15 +469,17 @@ class Detector:
                     total = state.total
                     total[0] += agg.new
                     total[1] += agg.bytes
-                    agents = agg.ua if agg.uas is None else frozenset(agg.uas | {agg.ua})
+                    first = agg.first
                     if state.first_seen < 0:
-                        state.first_seen = state.pruned_at = agg.first
+                        state.first_seen = state.pruned_at = first
+                    uas = agg.uas
+                    agents = agg.ua if uas is None else frozenset(uas | {agg.ua})
                     if agents != state.last_agents:
-                        learn(state, agents, agg.first)
+                        learn(state, agents, first)
                     elif state.new_families:
                         state.new_families = ()
-                    if agg.first - state.pruned_at >= PRUNE_MINUTES or len(state.seen) > SEEN_CAP:
-                        prune(state, agg.first - behind, agg.first)
+                    if first - state.pruned_at >= PRUNE_MINUTES or len(state.seen) > SEEN_CAP:
+                        prune(state, first - behind, first)
                     if total[0] <= quiet_objects and total[1] <= quiet_bytes and not state.new_families:
                         state = None  # nothing to look at
                 else:

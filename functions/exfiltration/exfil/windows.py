@@ -128,15 +128,18 @@ def merge_state(state: WindowState | None, delta: Delta, prune_every: int = 60) 
 
 
 def learn(state: WindowState, agents: Any, first: int) -> None:
-    """Client families of this file's reads: ``state.new_families`` are the ones not used on the stage before."""
+    """Client families of this file's reads: ``state.new_families`` are the ones not used on the stage before
+    (none on an identity's first reads: those are what it learns from)."""
     new: tuple[str, ...] = ()
     if agents != state.last_agents:
         state.last_agents = agents
         known = state.families
+        had = bool(known)
         for fam in {client_family(a) for a in agents} if agents.__class__ is frozenset else (client_family(agents),):
             old = known.get(fam)
             if old is None:
-                new += (fam,)
+                if had:
+                    new += (fam,)
                 known[fam] = first
                 if first < state.first_seen:
                     state.first_seen = first
