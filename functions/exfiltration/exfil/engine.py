@@ -610,6 +610,14 @@ class Detector:
         }
         finding = self._finding(verdict.rule, severity, stage_name, verdict.resource, ident, summary, evidence, when, when)
         undo = [] if failed or verdict.undo is None else [from_undo(verdict.undo, self.ctx)]
+        where, home = rec.get("recipientAccountId"), self.deployment.account
+        if undo and home and isinstance(where, str) and where != home:  # an organisation trail: another account's resource
+            note = f"alert only: the change is in account {where}, not this account ({home}); revert it there"
+            finding.evidence["containment"] = note
+            decision = self._decide(finding, stage_name, None, undo=[])
+            if decision.response == "contain":
+                decision.note = note
+            return decision
         return self._decide(finding, stage_name, None, undo=undo)
 
     def _input_decision(self, source: str, stats: ReadStats | None) -> Decision:

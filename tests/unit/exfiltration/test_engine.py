@@ -632,3 +632,18 @@ def test_corpus_has_no_bulk_download_and_nothing_unexpected(corpus_findings) -> 
 def test_corpus_files_are_used_as_they_are() -> None:
     files = expand([str(CORPUS)])
     assert len(files) == 55 and all(p.read_bytes()[:12] == b'{"Records":[' for p in files)
+
+
+def test_in_an_organisation_trail_another_accounts_bucket_policy_is_alerted_not_reverted() -> None:
+    from stagewarden.trailgen import management_event
+
+    event = management_event("PutBucketPolicy", "s3.amazonaws.com", {"bucketName": "acme-lab-data", "bucketPolicy": {"Statement": [
+        {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "*"}]}}, account="210987654321")
+    home = Detector(POLICY, new_store(), deployment=Deployment(account="123456789012"))
+    same = Detector(POLICY, new_store(), deployment=Deployment(account="210987654321"))
+
+    [elsewhere] = run([event], home)
+    [here] = run([event], same)
+
+    assert elsewhere.actions == [] and "in account 210987654321, not this account" in elsewhere.note
+    assert [a.kind for a in here.actions] == ["revert-bucket-policy"]
