@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from datetime import datetime, timezone
 
 import boto3
 import pytest
-
-from datetime import datetime, timezone
 
 from stagewarden.invoke import function_spec, invoke
 from stagewarden.trailgen import bulk_download, log_file, log_key, shared_role_day
