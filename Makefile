@@ -2,6 +2,8 @@
 #   make demo    - every guardrail end to end on the local AWS emulator (moto_server)
 #   make test    - the whole test suite (unit, template incl. sam validate/build, e2e)
 #   make bench   - the performance figures (bench/)
+#   make help    - every target, one line each
+#   make property - the retention sweep planner's safety property over 10,000 generated bucket states
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 SAM_VENV := .venv-sam
@@ -9,7 +11,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test bench build validate clean
+.PHONY: demo test bench property build validate clean help
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,25 +23,32 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 	touch $@
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed ## every guardrail end to end on the local AWS emulator (moto_server)
 	$(VENV)/bin/stagewarden demo
 
-test: $(VENV)/.installed $(SAM_VENV)/.installed
+test: $(VENV)/.installed $(SAM_VENV)/.installed ## the whole test suite (unit, template incl. sam validate/build, e2e)
 	STAGEWARDEN_REQUIRE_SAM=1 STAGEWARDEN_SAM=$(SAM_VENV)/bin/sam $(VENV)/bin/pytest
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed ## the performance figures (bench/)
 	$(VENV)/bin/python bench/import_and_load.py
 	$(VENV)/bin/python -W ignore bench/exfil.py
+	$(VENV)/bin/python -W ignore bench/retention.py
 	$(VENV)/bin/pip install --quiet -e '.[test,bench]'
 	$(VENV)/bin/python bench/schema_gate.py
 
-validate: $(SAM_VENV)/.installed
+property: $(VENV)/.installed ## the retention sweep planner's safety property over 10,000 generated bucket states
+	STAGEWARDEN_SWEEP_EXAMPLES=10000 $(VENV)/bin/pytest tests/unit/retention/test_property.py -p no:cacheprovider --hypothesis-show-statistics
+
+validate: $(SAM_VENV)/.installed ## sam validate --lint on template.yaml
 	$(SAM_VENV)/bin/sam validate --lint
 
 # sam build needs the functions' runtime (python3.12) on PATH; pyenv keeps it out of PATH unless selected
 PY312_DIR := $(shell dirname $$(ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 2>/dev/null | tail -1) 2>/dev/null)
-build: $(SAM_VENV)/.installed
+build: $(SAM_VENV)/.installed ## sam build (needs python3.12 for the functions' runtime)
 	PATH="$(PY312_DIR):$$PATH" $(SAM_VENV)/bin/sam build
 
-clean:
+clean: ## remove the virtual environments, .aws-sam and the emulator's state
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .stagewarden .pytest_cache
+
+help: ## list the targets, one line each
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  make %-9s %s\n", $$1, $$2}' $(MAKEFILE_LIST)

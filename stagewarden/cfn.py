@@ -9,9 +9,11 @@ from typing import Any
 
 import yaml
 
+from stagewarden.usage import HINT, UsageError, did_you_mean, not_utf8, os_problem
 
-class TemplateError(ValueError):
-    pass
+
+class TemplateError(UsageError, ValueError):
+    """template.yaml (or the function asked of it) cannot be used; the message names the file."""
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -37,15 +39,29 @@ _CfnLoader.add_multi_constructor("!", _construct_tag)
 def load_template(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
-        with path.open(encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
+        raw = path.read_bytes()
     except OSError as exc:
-        raise TemplateError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise TemplateError(f"{path}: cannot read the template ({os_problem(exc)}){HINT}"
+                            "run from the project folder or give --template PATH") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise TemplateError(f"{path}: {not_utf8(raw, exc)}{HINT}pass the SAM template (UTF-8 YAML) with --template") from None
+    try:
+        data = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
-        raise TemplateError(f"{path}: not valid YAML ({exc})") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TemplateError(f"{path}: {where}not valid YAML ({problem}){HINT}pass the SAM template with --template") from None
     if not isinstance(data, dict) or not isinstance(data.get("Resources"), dict):
-        raise TemplateError(f"{path}: no Resources section")
+        raise TemplateError(f"{path}: no Resources section{HINT}pass the SAM template (template.yaml) with --template")
     return data
+
+
+def no_function(template_path: str | Path, logical_id: str, names: list[str]) -> TemplateError:
+    return TemplateError(f"{template_path}: no function {logical_id!r}{did_you_mean(logical_id, names)} "
+                         f"(functions: {', '.join(sorted(names)) or 'none'})")
 
 
 @dataclass
@@ -86,6 +102,35 @@ def parameter_defaults(template: dict[str, Any], overrides: dict[str, str] | Non
         else:
             params[name] = ""
     return params
+
+
+def check_parameters(template: dict[str, Any], values: dict[str, Any]) -> list[str]:
+    """CloudFormation's checks of parameter values, one message per failure naming the parameter.
+
+    AllowedValues, MinLength, MaxLength and AllowedPattern (matched against the whole value,
+    empty included), as CloudFormation applies them before it creates anything.
+    """
+    errors = []
+    for name, spec in (template.get("Parameters") or {}).items():
+        if name not in values:
+            if "Default" not in spec:
+                errors.append(f"Parameters.{name}: no value and no default")
+            continue
+        value = str(values[name])
+        allowed = [str(v) for v in spec.get("AllowedValues") or []]
+        if allowed and value not in allowed:
+            problem = f"is not one of {', '.join(allowed)}"
+        elif "MinLength" in spec and len(value) < int(spec["MinLength"]):
+            problem = f"is shorter than {spec['MinLength']} character(s)"
+        elif "MaxLength" in spec and len(value) > int(spec["MaxLength"]):
+            problem = f"is longer than {spec['MaxLength']} characters"
+        elif "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], value):
+            problem = f"does not match {spec['AllowedPattern']}"
+        else:
+            continue
+        why = spec.get("ConstraintDescription")
+        errors.append(f"Parameters.{name}: {value!r} {problem}" + (f" ({why})" if why else ""))
+    return errors
 
 
 def evaluate_conditions(template: dict[str, Any], ctx: Context) -> None:

@@ -7,6 +7,7 @@ Each capability adds its step here. It runs on its own moto_server (a free port 
 from __future__ import annotations
 
 import json
+import uuid
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class Demo:
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         quiet = {"POWERTOOLS_METRICS_DISABLED": "true"}  # EMF lines would drown the demo's own output
+        if "detail-type" in event:  # each EventBridge delivery is a new event: a fresh id, as EventBridge gives it
+            event = {**event, "id": str(uuid.uuid4())}
         return invoke(function_spec(self.template, logical_id, self.state), event, self.state.environ() | quiet)
 
     def inbox(self) -> str:
@@ -119,6 +122,7 @@ class Demo:
         if len(delivered) != 1:
             raise RuntimeError(f"expected exactly one delivered alert, got {len(delivered)}")
         summary += self.exfiltration(inbox)
+        summary += self.retention(inbox)
         return summary
 
     def poll(self, logical_id: str) -> Any:
@@ -241,6 +245,88 @@ class Demo:
             raise RuntimeError(f"schema gate: expected the bad file flagged and the good one promoted (got {rules}, {promoted})")
         return [f"schema gate: good file passed and promoted, bad file quarantined ({', '.join(rules)})"]
 
+
+    def retention(self, inbox: str) -> list[str]:
+        import os
+        from datetime import datetime, timedelta, timezone
+
+        from stagewarden.cli import main as cli
+
+        lab, prod = "acme-lab-scratch", "acme-prod-out"
+        events_dir = self.template.parent / "events" / "retention"
+
+        def event(name: str, bucket: str) -> dict[str, Any]:
+            data = json.loads((events_dir / name).read_text())
+            data["detail"]["requestParameters"]["bucketName"] = bucket
+            data["detail"]["eventID"] += f"-{bucket}"  # one CloudTrail event per bucket (a replayed one is acted on once)
+            return data
+
+        def rule_ids(bucket: str) -> list[str]:
+            try:
+                return [r["ID"] for r in self.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]]
+            except Exception:  # noqa: BLE001 - NoSuchLifecycleConfiguration
+                return []
+
+        def count(bucket: str) -> tuple[int, int]:
+            page = self.s3.list_object_versions(Bucket=bucket)
+            return len(page.get("Versions", [])), len(page.get("DeleteMarkers", []))
+
+        _step("8. Retention: a tampered lab lifecycle is brought back to policy, expired versions swept, prod untouched")
+        for bucket in (lab, prod):
+            self.s3.create_bucket(Bucket=bucket)
+            self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        for key in ("raw/2026-11/events.csv", "raw/2026-11/events.csv", "raw/2026-11/users.csv", "aggregated/daily.parquet",
+                    "aggregated/daily.parquet"):
+            self.s3.put_object(Bucket=lab, Key=key, Body=b"data")
+        self.s3.delete_object(Bucket=lab, Key="raw/2026-11/users.csv")
+        self.s3.put_object(Bucket=prod, Key="published/model-v1.json", Body=b"{}")
+        tampered = [
+            {"ID": "stagewarden-class-raw/", "Status": "Enabled", "Filter": {"Prefix": "raw/"}, "Expiration": {"Days": 3650}},
+            {"ID": "cleanup", "Status": "Enabled", "Filter": {"Prefix": "aggregated/"}, "Expiration": {"Days": 1},
+             "Transitions": [{"Days": 0, "StorageClass": "GLACIER_IR"}]},
+        ]
+        self.s3.put_bucket_lifecycle_configuration(Bucket=lab, LifecycleConfiguration={"Rules": tampered})
+        self.s3.put_bucket_lifecycle_configuration(Bucket=prod, LifecycleConfiguration={"Rules": [
+            {"ID": "tidy", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 365}}]})
+        print(f"{lab}: raw/ kept ten years and an owner rule expiring aggregated/ after 1 day; {count(lab)[0]} versions, "
+              f"{count(lab)[1]} delete marker")
+        print(f"{prod} (final-prod, dry run in this policy): an expiration rule; 1 published object")
+
+        result = self.invoke("RetentionFunction", event("put_bucket_lifecycle.eventbridge.json", lab))
+        print(f"event path (PutBucketLifecycle via EventBridge): {len(result['findings'])} finding(s); "
+              f"{lab} rules now {rule_ids(lab)}")
+        result = self.invoke("RetentionFunction", event("put_bucket_lifecycle.eventbridge.json", prod))
+        print(f"event path on {prod}: {len(result['findings'])} finding(s); rules still {rule_ids(prod)} (final-prod is "
+              "dry run in this policy: reported, not changed)")
+        self.show(self.drain(inbox))
+
+        config = json.loads((events_dir / "config_periodic.json").read_text())
+        verdicts = self.invoke("RetentionFunction", config)["evaluations"]
+        for v in verdicts:
+            if v["ComplianceResourceId"] in (lab, prod):
+                print(f"AWS Config rule (periodic, TESTMODE): {v['ComplianceResourceId']} {v['ComplianceType']}: {v['Annotation'][:110]}")
+
+        daily = self.invoke("RetentionFunction", json.loads((events_dir / "schedule.json").read_text()))
+        print(f"daily schedule as of the clock: {daily['buckets']} buckets reconciled, {daily['outcomes']} "
+              "(nothing written today is past retention)")
+
+        when = (datetime.now(timezone.utc) + timedelta(days=45)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        print(f"moto stamps every write with today's date, so the sweep runs as of {when} (45 days on), as an operator would:")
+        print(f"$ stagewarden retention apply --policy {self.policy.name} --bucket {lab} --bucket {prod} --now {when}")
+        saved = dict(os.environ)
+        os.environ.update(self.state.environ())
+        try:
+            code = cli(["retention", "apply", "--policy", str(self.policy), "--bucket", lab, "--bucket", prod, "--now", when])
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        after_lab, after_prod = count(lab), count(prod)
+        print(f"  {lab}: {after_lab[0]} version(s), {after_lab[1]} delete marker(s) left (aggregated/ keeps 90 days; raw/ 30, "
+              f"old versions 7); {prod}: {after_prod[0]} version(s), rules {rule_ids(prod)}")
+        if code != 0 or after_lab != (1, 0) or after_prod != (1, 0) or "stagewarden-class-raw/" not in rule_ids(lab):
+            raise RuntimeError(f"retention: expected the lab swept to 1 version and prod untouched (got {after_lab}, {after_prod})")
+        return [f"retention: {lab} lifecycle restored by the event path, expired versions swept (4 versions, 1 marker), "
+                f"{prod} untouched and reported"]
 
 def run(template: Path, policy: Path) -> int:
     with tempfile.TemporaryDirectory(prefix="stagewarden-demo-") as tmp:

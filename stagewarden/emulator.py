@@ -15,11 +15,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
-from stagewarden.cfn import Context, evaluate_conditions, load_template, parameter_defaults, resolve
+from stagewarden.cfn import Context, check_parameters, evaluate_conditions, load_template, parameter_defaults, resolve
+from stagewarden.usage import HINT, UsageError, did_you_mean
 
 REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -30,11 +32,15 @@ NOT_EMULATED = {
     "AWS::Serverless::Function": "not deployed: run it in-process with `stagewarden invoke <LogicalId> -e events/...`",
     "AWS::Serverless::LayerVersion": "not deployed: `stagewarden invoke` puts the layer source on the path",
     "AWS::Scheduler::Schedule": "moto stores schedules but never fires them: invoke with a scheduled event",
+    "AWS::Lambda::Permission": "not needed: functions are not deployed here (`stagewarden invoke` runs them in-process)",
 }
 
+#: Values for the parameters a deployment must set (no default in the template): the buckets of events/ and the demo.
+LOCAL_PARAMETERS = {"DataBucketNamePrefix": "acme-lab-"}
 
-class EmulatorError(RuntimeError):
-    pass
+
+class EmulatorError(UsageError, RuntimeError):
+    """The emulator cannot start or take the template; the message names the resource or the log file."""
 
 
 @dataclass
@@ -66,7 +72,11 @@ def read_state(template: Path) -> LocalState | None:
     path = state_path(template)
     if not path.exists():
         return None
-    return LocalState(**json.loads(path.read_text()))
+    try:
+        return LocalState(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError) as exc:  # not JSON, not UTF-8, or not our fields
+        raise UsageError(f"{path}: unreadable emulator state ({type(exc).__name__}){HINT}delete it; "
+                         "if a moto_server it started still runs, stop that process by its pid") from None
 
 
 def write_state(template: Path, state: LocalState) -> None:
@@ -83,7 +93,9 @@ def free_port() -> int:
 
 def is_alive(endpoint: str, timeout: float = 1.0) -> bool:
     try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=timeout) as resp:  # noqa: S310 - loopback
+        # the dashboard page, not data.json: that one serialises every model instance ever made (slow with many
+        # objects, and it asks for Docker once any Lambda function has existed, as the Config rule's stand-in does)
+        with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=timeout) as resp:  # noqa: S310 - loopback
             return resp.status == 200
     except OSError:
         return False
@@ -145,7 +157,9 @@ def boto_client(service: str, state: LocalState) -> Any:
 _ORDER = [
     "AWS::KMS::Key", "AWS::KMS::Alias", "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SQS::Queue",
     "AWS::Events::Rule", "AWS::SQS::QueuePolicy", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription",
+    "AWS::IAM::ManagedPolicy",
     "AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm",
+    "AWS::Config::ConfigRule",
 ]
 
 
@@ -159,6 +173,9 @@ class Provisioner:
         self.ctx = state.context()
 
     def run(self) -> LocalState:
+        errors = check_parameters(self.template, self.state.parameters)
+        if errors:  # refused before anything is created, as CloudFormation does
+            raise EmulatorError("template " + "; ".join(errors))
         evaluate_conditions(self.template, self.ctx)
         resources = self.template["Resources"]
         ordered = sorted(resources.items(), key=lambda kv: _ORDER.index(kv[1]["Type"]) if kv[1]["Type"] in _ORDER else len(_ORDER))
@@ -292,6 +309,12 @@ class Provisioner:
         arn = self.client("sns").subscribe(TopicArn=p["TopicArn"], Protocol=p["Protocol"], Endpoint=p["Endpoint"])["SubscriptionArn"]
         return arn, f"{p['Protocol']} subscription (the emulator delivers nothing by e-mail)"
 
+    def _iam_managedpolicy(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        kwargs = {k: p[k] for k in ("Description", "Path") if k in p}
+        arn = self.client("iam").create_policy(PolicyName=p.get("ManagedPolicyName") or self._name(logical),
+                                               PolicyDocument=json.dumps(p["PolicyDocument"]), **kwargs)["Policy"]["Arn"]
+        return arn, "created (nothing is attached: the functions run in-process, under your credentials)"
+
     def _logs_loggroup(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
         logs = self.client("logs")
         logs.create_log_group(logGroupName=p["LogGroupName"])
@@ -326,6 +349,50 @@ class Provisioner:
             self._record(f"{logical}.{event_name}", event.get("Type", "?"), "-", note)
         return name, NOT_EMULATED["AWS::Serverless::Function"]
 
+    def _config_configrule(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        source = dict(p["Source"])
+        rule = {k: p[k] for k in ("ConfigRuleName", "Description", "Scope", "MaximumExecutionFrequency") if k in p}
+        rule["ConfigRuleName"] = rule.get("ConfigRuleName") or self._name(logical)
+        rule["Source"] = source
+        if "InputParameters" in p:
+            params = p["InputParameters"]
+            rule["InputParameters"] = params if isinstance(params, str) else json.dumps(params)
+        config = self.client("config")
+        if source.get("Owner") == "CUSTOM_LAMBDA":
+            with self._standin(source["SourceIdentifier"]):  # moto checks the function exists when the rule is put
+                config.put_config_rule(ConfigRule=rule)
+        else:
+            config.put_config_rule(ConfigRule=rule)
+        created = config.describe_config_rules(ConfigRuleNames=[rule["ConfigRuleName"]])["ConfigRules"][0]
+        self.ctx.attrs[(logical, "Arn")] = created["ConfigRuleArn"]
+        self.ctx.attrs[(logical, "ConfigRuleId")] = created["ConfigRuleId"]
+        return rule["ConfigRuleName"], ("created (moto stores the rule but never evaluates it: invoke the function with "
+                                        "events/retention/config_*.json)")
+
+    @contextmanager
+    def _standin(self, function: str) -> Iterator[None]:
+        """A stub of a template function on the emulator for as long as a resource naming it is created.
+
+        Removed again afterwards: functions are not deployed here (`stagewarden invoke` runs them in-process).
+        """
+        import io
+        import zipfile
+
+        lam, iam, name = self.client("lambda"), self.client("iam"), function.rsplit(":", 1)[-1]
+        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                        "Action": "sts:AssumeRole"}]}
+        role = iam.create_role(RoleName=f"{name}-standin", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as zf:
+            zf.writestr("standin.py", "def handler(event, context):\n    raise RuntimeError('emulator stand-in')\n")
+        lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="standin.handler",
+                            Code={"ZipFile": code.getvalue()})
+        try:
+            yield
+        finally:
+            lam.delete_function(FunctionName=name)
+            iam.delete_role(RoleName=f"{name}-standin")
+
 
 def _loopback_policy(document: dict[str, Any]) -> tuple[dict[str, Any], str]:
     """Drop statements that require TLS: the emulator serves plain HTTP on loopback, so they would deny everything."""
@@ -335,9 +402,22 @@ def _loopback_policy(document: dict[str, Any]) -> tuple[dict[str, Any], str]:
     return {**document, "Statement": kept}, note
 
 
+def check_overrides(template_path: Path, overrides: dict[str, str]) -> dict[str, str]:
+    """Every override names a template parameter and, where the template lists them, one of its allowed values."""
+    params = load_template(template_path).get("Parameters") or {}
+    for name, value in overrides.items():
+        if name not in params:
+            raise UsageError(f"--parameter-overrides {name}: not a parameter of {template_path}{did_you_mean(name, params)}"
+                             f"{HINT}use one of {', '.join(params) or '(none)'}")
+        allowed = [str(v) for v in params[name].get("AllowedValues") or []]
+        if allowed and value not in allowed:
+            raise UsageError(f"--parameter-overrides {name}={value}: not an allowed value{HINT}use one of {', '.join(allowed)}")
+    return overrides
+
+
 def provision(template_path: Path, state: LocalState, parameter_overrides: dict[str, str] | None = None) -> LocalState:
     template = load_template(template_path)
-    state.parameters = parameter_defaults(template, parameter_overrides)
+    state.parameters = parameter_defaults(template, {**LOCAL_PARAMETERS, **(parameter_overrides or {})})
     return Provisioner(template, state, lambda service: boto_client(service, state)).run()
 
 

@@ -38,6 +38,33 @@ def break_glass_text(stage: Stage) -> str:
     return f"{bg.max_duration_minutes}m max" + (", review" if bg.post_incident_review else "")
 
 
+def not_built(policy: Policy) -> list[str]:
+    """Fields this policy sets whose capability is not built yet: they do nothing today (stage_policy.fields)."""
+    from stage_policy.fields import entry_for
+
+    notes = []
+    alerts = policy.alerts
+    for path, value in (("alerts.slack_webhook_secret", alerts.slack_webhook_secret), ("alerts.email", alerts.email),
+                        ("alerts.security_hub", alerts.security_hub)):
+        entry = entry_for(path)
+        if value and entry is not None and entry.status == "not built":
+            notes.append(f"{path} is set, but does nothing yet: {entry.effect}")
+    for name, stage in policy.stages.items():
+        for part, present in (("retention", True), ("break_glass", stage.break_glass is not None and stage.break_glass.allowed)):
+            entry = entry_for(f"stages.<name>.{part}.allowed" if part == "break_glass" else f"stages.<name>.{part}.default_days")
+            if present and entry is not None and entry.status == "not built":
+                notes.append(f"stages.{name}.{part} is set, but does nothing yet: {entry.effect}")
+    return notes
+
+
+def fields_table() -> str:
+    from stage_policy.fields import FIELDS, PARAMETERS
+
+    lines = [f"{f.path + '*' if f.path.endswith('.') else f.path:<48} {f.status:<12} {f.reader}" for f in FIELDS]
+    lines += ["", "template parameters:"] + [f"  {p.name:<24} {p.reader}" for p in PARAMETERS]
+    return "\n".join(lines)
+
+
 def mappings(policy: Policy, stage: str) -> list[str]:
     out = [f"tag {policy.resources.tag_key}={stage}"]
     out += [f"bucket {m.pattern}" for m in policy.resources.buckets if m.stage == stage]
@@ -82,6 +109,10 @@ def table(policy: Policy, source: str, only: str | None = None) -> str:
         lines.append(f"  {r['stage']}: " + "; ".join(r["resources"]))
         if r["contracts"]:
             lines.append(f"    contracts: {', '.join(r['contracts'])}")
+    notes = not_built(policy)
+    if notes:
+        lines += ["", "Set in this policy but not acted on yet (see `stagewarden policy fields`):"]
+        lines += [f"  {n}" for n in notes]
     if only:
         stage = policy.stages[only]
         lines += ["", f"{only}: {stage.description or '(no description)'}"]

@@ -8,7 +8,6 @@ when it is running, otherwise to the template's parameter defaults.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 import time
@@ -18,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from stagewarden.cfn import Context, TemplateError, evaluate_conditions, functions, load_template, parameter_defaults, resolve
+from stagewarden.cfn import Context, evaluate_conditions, functions, load_template, no_function, parameter_defaults, resolve
 from stagewarden.emulator import LocalState
+from stagewarden.usage import HINT, UsageError, read_json
 
 
 @dataclass
@@ -70,7 +70,7 @@ def function_spec(template_path: Path, logical_id: str, state: LocalState | None
     template = load_template(template_path)
     fns = functions(template)
     if logical_id not in fns:
-        raise TemplateError(f"{template_path}: no function {logical_id!r} (functions: {', '.join(sorted(fns)) or 'none'})")
+        raise no_function(template_path, logical_id, list(fns))
     root = template_path.resolve().parent
     ctx = state.context() if state else Context(parameters=parameter_defaults(template))
     if not state:
@@ -136,14 +136,34 @@ def invoke(spec: FunctionSpec, event: Any, extra_env: dict[str, str] | None = No
 
 
 def read_event(path: str | None) -> Any:
+    """The event a handler gets: a JSON file, ``-`` for standard input, or ``{}``. Mistakes raise UsageError."""
     if path is None:
         return {}
-    source = sys.stdin if path == "-" else None
-    try:
-        text = source.read() if source else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read event ({exc.strerror or exc})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+    return read_json(path, "an event", "--event", stdin=True)
+
+
+def env_overrides(path: str, logical_id: str) -> dict[str, str]:
+    """``--env-vars``, as sam local invoke reads it: ``{"Parameters": {...}, "<LogicalId>": {...}}``."""
+    data = read_json(path, "environment overrides", "--env-vars")
+    if not isinstance(data, dict):
+        raise UsageError(f"--env-vars {path}: must be a JSON object{HINT}"
+                         f'write {{"{logical_id}": {{"VARIABLE": "value"}}}} (or "Parameters" for every function)')
+    for section in ("Parameters", logical_id):
+        if not isinstance(data.get(section, {}), dict):
+            raise UsageError(f"--env-vars {path}: {section}: must be an object of VARIABLE: value{HINT}"
+                             f'write {{"{section}": {{"VARIABLE": "value"}}}}')
+    return {k: str(v) for k, v in {**data.get("Parameters", {}), **data.get(logical_id, {})}.items()}
+
+
+def region_for(spec: FunctionSpec) -> str:
+    """The region a handler runs in without the emulator: the function's environment, else the caller's AWS settings."""
+    region = spec.environment.get("AWS_REGION") or spec.environment.get("AWS_DEFAULT_REGION")
+    region = region or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
+    if not region:
+        import botocore.session
+
+        region = botocore.session.Session().get_config_variable("region")  # the profile's region, if any
+    if not region:
+        raise UsageError(f"AWS region: not set, and no local emulator is running{HINT}export AWS_DEFAULT_REGION=<region> "
+                         "(or set region in your AWS profile), or start the emulator with `stagewarden local up`")
+    return region

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stagewarden.cfn import TemplateError, functions, load_template
+from stagewarden.cfn import TemplateError, functions, load_template, no_function
 from stagewarden.emulator import LocalState, boto_client
 from stagewarden.invoke import function_spec, invoke
+from stagewarden.usage import HINT
 
 
 @dataclass
@@ -27,16 +28,20 @@ class PollResult:
 
 
 def sqs_source(template_path: Path, logical_id: str, state: LocalState) -> tuple[str, str, int]:
-    fn = functions(load_template(template_path)).get(logical_id)
+    fns = functions(load_template(template_path))
+    fn = fns.get(logical_id)
     if fn is None:
-        raise TemplateError(f"{template_path}: no function {logical_id!r}")
+        raise no_function(template_path, logical_id, list(fns))
     for event in (fn.get("Properties", {}).get("Events") or {}).values():
         if event.get("Type") == "SQS":
             queue = event["Properties"]["Queue"]
             logical_queue = queue["Fn::GetAtt"][0] if isinstance(queue, dict) else str(queue)
             url = state.attrs[f"{logical_queue}.QueueUrl"]
             return url, state.attrs[f"{logical_queue}.Arn"], int(event["Properties"].get("BatchSize", 10))
-    raise TemplateError(f"{template_path}: function {logical_id!r} has no SQS event source")
+    with_sqs = [name for name, f in fns.items()
+                if any(e.get("Type") == "SQS" for e in ((f.get("Properties") or {}).get("Events") or {}).values())]
+    raise TemplateError(f"{template_path}: function {logical_id!r} has no SQS event source{HINT}"
+                        f"poll one that has ({', '.join(sorted(with_sqs)) or 'none'}), or invoke it with `stagewarden invoke`")
 
 
 def _record(msg: dict[str, Any], arn: str, region: str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ SAMPLE = 10
 #: buckets and source addresses of an identity's first events in a file are kept as evidence
 SAMPLE_EVENTS = 32
 #: record indexes listed in an input.malformed finding (the count is always exact)
-MALFORMED_INDEXES = 200
+MALFORMED_INDEXES = 100
 #: With windows in memory (the scanner), prune an identity's window after this many minutes of its reads: memory
 #: stays bounded, and ``total`` (which decides whether to look closer) spans at most a day plus this.
 PRUNE_MINUTES = 360
@@ -486,7 +486,8 @@ class Detector:
                     state = None
             elif agg.minutes:
                 agents = agg.ua if agg.uas is None else frozenset(agg.uas | {agg.ua})
-                state = windows.merge(stage_name, agg.ident.key, Delta(agg.objs, agg.minutes, agents, agg.first, agg.first - behind))
+                state = windows.merge(stage_name, agg.ident.key,
+                                      Delta(agg.objs, agg.minutes, agents, agg.first, agg.first - behind, source))
                 total = state.total
                 if total[0] <= quiet_objects and total[1] <= quiet_bytes and not state.new_families:
                     state = None

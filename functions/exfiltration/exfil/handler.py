@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from functools import cached_property, partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from exfil.actions import ACTIONS
 from exfil.deployment import Deployment
@@ -25,6 +23,9 @@ from stage_policy.tags import BucketTags
 #: Every class whose ``permissions`` this function needs: the template test holds its IAM policy to their union.
 USES = (LogFileSource, DynamoWindowStore, GrantLookup, *ACTIONS, Executor, FindingPublisher, PolicyStore, BucketTags, ReplaySafety)
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 
 class ExfilRuntime(Runtime):
     @cached_property
@@ -33,8 +34,6 @@ class ExfilRuntime(Runtime):
 
 
 rt = ExfilRuntime()
-# a batch whose records all fail is reported record by record too (SQS retries exactly those), not raised
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 def record_handler(record: SQSRecord, policy: Policy, executor: Executor) -> list[str]:
@@ -60,4 +59,4 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     policy = rt.policy()  # unusable at a cold start: the whole batch fails and is retried; PolicyGuard alerts
     rt.register_context(context)
     handler = partial(record_handler, policy=policy, executor=rt.executor(policy))
-    return process_partial_response(event=event, record_handler=handler, processor=processor, context=context)
+    return rt.process_sqs(event, handler, context)

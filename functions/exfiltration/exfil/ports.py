@@ -31,6 +31,10 @@ class DynamoWindowStore:
     Objects are remembered by a 64-bit hash of (bucket, key, version), packed with the
     minute of their last read (12 bytes each, a binary attribute), so an item stays well
     under DynamoDB's 400 KB at :data:`~exfil.windows.SEEN_CAP` objects.
+
+    Idempotent per log file: the item remembers the last :data:`FILES_KEPT` files merged
+    into it (``delta.source``), so a retried file (its containment failed, SQS delivers it
+    again) adds neither its objects nor its bytes a second time.
     """
 
     permissions = ("dynamodb:GetItem", "dynamodb:PutItem")
@@ -43,10 +47,15 @@ class DynamoWindowStore:
         # identities are session ARNs (+ sourceIdentity); an implausibly long one is hashed, within the key limit
         key = keys.exfil_window(stage, identity if len(identity) <= 1024 else "sha256:" + hashlib.sha256(identity.encode()).hexdigest())
         hashed = Delta({object_hash(o): m for o, m in delta.objects.items()}, delta.minutes, delta.agents, delta.first,
-                       delta.keep_after)
+                       delta.keep_after, delta.source)
+        mark = hashlib.sha256(delta.source.encode()).hexdigest()[:16] if delta.source else None
         for _ in range(self._retries):
             item = self._ddb.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
             old, version = _decode(item)
+            files = json.loads(item["files"]["S"]) if item and "files" in item else []
+            if mark is not None and mark in files and old is not None:
+                old.new_families = ()
+                return old  # this file was merged already (a retry): nothing to add, nothing to write
             state = merge_state(old, hashed, prune_every=0)
             newest = max(state.minutes, default=delta.keep_after)
             body = {
@@ -60,6 +69,8 @@ class DynamoWindowStore:
             }
             if state.seen:
                 body["seen"] = {"B": b"".join(_SEEN.pack(h, m) for h, m in state.seen.items())}
+            if mark is not None:
+                body["files"] = {"S": json.dumps((files + [mark])[-FILES_KEPT:])}
             try:
                 self.writes += 1
                 self._ddb.put_item(
@@ -75,6 +86,8 @@ class DynamoWindowStore:
 
 
 _SEEN = struct.Struct("<QI")
+#: log files remembered per window item (retries arrive within minutes; 5 receives at most before the DLQ)
+FILES_KEPT = 32
 
 
 def object_hash(obj: Any) -> int:

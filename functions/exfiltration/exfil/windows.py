@@ -41,6 +41,7 @@ class Delta:
     agents: Any  # the user agent of the reads, or a frozenset of them: client families are learned from these
     first: int  # the file's first read (when a new client family was first used)
     keep_after: int = 0  # minutes at or before it may be rolled up (one window plus lateness before the file's first read)
+    source: str | None = None  # the log file: a store may refuse to merge the same file twice (a retried record)
 
 
 @dataclass(slots=True)

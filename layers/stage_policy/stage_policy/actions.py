@@ -10,7 +10,7 @@ function's IAM statements from the classes the function uses.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Literal
 
 if TYPE_CHECKING:
@@ -53,8 +53,26 @@ class Action:
         return 1
 
     def identity(self) -> tuple[Any, ...]:
-        """Two actions with the same identity in one invocation are carried out once."""
-        return (type(self).__name__, self.target)
+        """Two actions with the same identity in one invocation are carried out once.
+
+        Every field counts, not only ``target``: removing a snapshot share with account A
+        is not the same action as removing one with account B.
+        """
+        return (type(self).__name__, *(_hashable(getattr(self, f.name)) for f in fields(self)))
+
+
+def _hashable(value: Any) -> Any:
+    """Field values as a hashable key (lifecycle rules and other documents are dicts and lists)."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _hashable(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = tuple(_hashable(v) for v in value)
+        return tuple(sorted(items, key=repr)) if isinstance(value, (set, frozenset)) else items
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
 
 
 @dataclass

@@ -105,6 +105,10 @@ def load_json(body: Any, part: str = "record body") -> Any:
         return json.loads(body)
     except json.JSONDecodeError as exc:
         raise EventError(part, f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    except RecursionError:
+        raise EventError(part, "not an event (JSON nested too deeply)") from None
+    except ValueError as exc:  # a number too long to convert, ...
+        raise EventError(part, f"not an event ({str(exc)[:120]})") from None
 
 
 def parse_eventbridge(body: Any, accept: tuple[str, ...], part: str = "record body") -> Any:

@@ -87,7 +87,7 @@ class Executor:
         self._ledger = ledger
         self._left = {"revocations": policy.safety.max_revocations_per_run,
                       "deletions": policy.safety.max_deletions_per_run}
-        self._done: dict[tuple[Any, ...], Outcome] = {}
+        self._done: dict[tuple[Any, ...], Outcome] = {}  # (mode, *identity) -> first outcome
         self.outcomes: list[Outcome] = []
 
     def mode_for(self, stage: str | None) -> Mode:
@@ -122,7 +122,7 @@ class Executor:
         return outcomes
 
     def _one(self, action: Action, mode: Mode) -> Outcome:
-        ident = action.identity()
+        ident = (mode, *action.identity())  # a dry run of an action never stands in for carrying it out
         if ident in self._done:
             first = self._done[ident]
             return Outcome(action.kind, action.target, "duplicate", f"already handled in this run: {first.detail}")
@@ -146,16 +146,22 @@ def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 15] + " …[truncated]"
 
 
-def settle(decisions: Iterable[Decision], executor: Executor, publish: Callable[[Finding], Any]) -> list[Finding]:
+def settle(decisions: Iterable[Decision], executor: Executor | None, publish: Callable[[Finding], Any]) -> list[Finding]:
     """Act on every decision, publish every finding, then raise :class:`ActionFailed` if any action failed.
 
     Publishing comes first so a failed containment is still reported; the raise fails the
-    record, which is retried and finally dead-lettered.
+    record, which is retried and finally dead-lettered. A function that never acts (policy
+    guard) passes no executor; a decision with actions then is a programming error.
     """
     findings: list[Finding] = []
     failed: list[Outcome] = []
     for decision in decisions:
-        outcomes = executor.act(decision)
+        if executor is None:
+            if decision.actions:
+                raise ValueError("settle: decisions with actions need an executor")
+            outcomes = []
+        else:
+            outcomes = executor.act(decision)
         failed.extend(o for o in outcomes if o.status == "failed")
         if decision.finding is not None:
             publish(decision.finding)

@@ -27,7 +27,7 @@ def at_least(severity: str, floor: str) -> bool:
 
 
 #: Bounds of what a finding carries.
-MAX_SUMMARY, MAX_TEXT, MAX_ID, MAX_LIST, MAX_KEYS, MAX_DEPTH = 1000, 1000, 2048, 20, 60, 6
+MAX_SUMMARY, MAX_TEXT, MAX_ID, MAX_LIST, MAX_KEYS, MAX_DEPTH = 1000, 1000, 2048, 100, 100, 6
 TRUNCATED = " …[truncated]"
 
 
@@ -92,6 +92,8 @@ class Finding(BaseModel):
     @field_validator("summary", "action", mode="before")
     @classmethod
     def _bound_text(cls, value: Any) -> Any:
+        # a summary built from event data (principals, accounts, columns) is cut, never rejected:
+        # a finding that cannot be built is a finding lost, and the record with it
         return clip(value, MAX_SUMMARY) if isinstance(value, str) else value
 
     @field_validator("resource", "principal", "stage", "dedup_key", mode="before")
@@ -116,4 +118,4 @@ class Finding(BaseModel):
         return self
 
     def to_json(self) -> str:
-        return self.model_dump_json()
+        return self.model_dump_json(fallback=str)  # an evidence value JSON cannot hold is sent as its text

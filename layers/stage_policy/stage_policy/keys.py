@@ -43,3 +43,8 @@ def idempotency_pk(function: str) -> str:
 def audit(when: datetime, function: str, seq: str) -> Key:
     """One executed (or dry-run) action in the audit ledger: one partition per UTC day."""
     return _key(f"audit#{when:%Y-%m-%d}", f"{when.isoformat()}#{function}#{seq}")
+
+
+def retention_sweep(bucket: str) -> Key:
+    """Where the retention sweep of a bucket stopped (cap or time budget): the next run continues there."""
+    return _key(f"retention#sweep#{bucket}", "marker")

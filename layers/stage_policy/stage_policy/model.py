@@ -52,23 +52,44 @@ class PrefixClass(_Model):
 
 
 class Retention(_Model):
-    """How long a stage keeps data. ``permanent`` stages never expire anything."""
+    """How long a stage keeps data. ``permanent`` stages never expire anything.
+
+    ``default_days`` covers every key outside a prefix class. S3 applies the shortest
+    expiration when lifecycle rules overlap and a filter cannot exclude a prefix, so a
+    class may not keep data longer than ``default_days`` (``cross_check`` rejects it).
+    ``noncurrent_version_days`` counts from the moment a version was replaced; unset, an
+    old version lives as long as its class (it is at least that old by then).
+    """
 
     permanent: bool = False
     immutable: bool = False
     default_days: int | None = Field(default=None, ge=1)
     noncurrent_version_days: int | None = Field(default=None, ge=1)
     prefix_classes: tuple[PrefixClass, ...] = ()
+    #: Incomplete multipart uploads are aborted this many days after they start (not data anyone can read).
+    abort_multipart_days: int = Field(default=7, ge=1)
 
     def days_for(self, key: str) -> int | None:
         """Days an object under ``key`` is kept; None means kept forever."""
         if self.permanent:
             return None
+        best = self.class_for(key)
+        return best.days if best else self.default_days
+
+    def class_for(self, key: str) -> PrefixClass | None:
+        """The longest prefix class containing ``key`` (None: the default class)."""
         best: PrefixClass | None = None
         for cls in self.prefix_classes:
             if key.startswith(cls.prefix) and (best is None or len(cls.prefix) > len(best.prefix)):
                 best = cls
-        return best.days if best else self.default_days
+        return best
+
+    def noncurrent_days_for(self, key: str) -> int | None:
+        """Days a replaced version of ``key`` is kept after it was replaced; None means kept forever."""
+        days = self.days_for(key)
+        if days is None:
+            return None
+        return min(self.noncurrent_version_days, days) if self.noncurrent_version_days else days
 
 
 class Exfiltration(_Model):
@@ -123,7 +144,7 @@ class Stage(_Model):
     interactive_access: Interactive
     retention: Retention
     download: DownloadStance
-    exfiltration: Exfiltration = Exfiltration()
+    exfiltration: Exfiltration = Field(default_factory=Exfiltration)
     break_glass: BreakGlass | None = None
     mode: Mode | None = None
 
@@ -189,7 +210,7 @@ class Contract(_Model):
     bucket: str | None = None
     prefix: Prefix
     format: DataFormat
-    csv: CsvOptions = CsvOptions()
+    csv: CsvOptions = Field(default_factory=CsvOptions)
     columns: tuple[Column, ...] = Field(min_length=1)
     exact_columns: bool = True
     unique_key: tuple[str, ...] = ()
@@ -245,8 +266,12 @@ class Alerts(_Model):
 
 class Safety(_Model):
     min_retention_days: int = Field(default=7, ge=ABSOLUTE_RETENTION_FLOOR_DAYS)
+    #: Versions (and delete markers) the retention sweep may delete per run, across every bucket.
     max_deletions_per_run: int = Field(default=1000, ge=0)
     max_revocations_per_run: int = Field(default=20, ge=0)
+    #: A lifecycle rule on an audit-log bucket (the trail bucket, the stack's own) that expires
+    #: anything sooner than this is tampering (``audit.tamper``).
+    audit_log_retention_days: int = Field(default=365, ge=1)
 
 
 class Defaults(_Model):
@@ -258,12 +283,12 @@ class Policy(_Model):
 
     version: Literal[1] = 1
     framework: Literal["five-stage", "three-stage", "two-stage", "three-workspace", "custom"] = "custom"
-    defaults: Defaults = Defaults()
-    organization: Organization = Organization()
-    safety: Safety = Safety()
-    alerts: Alerts = Alerts()
+    defaults: Defaults = Field(default_factory=Defaults)
+    organization: Organization = Field(default_factory=Organization)
+    safety: Safety = Field(default_factory=Safety)
+    alerts: Alerts = Field(default_factory=Alerts)
     stages: dict[StageName, Stage] = Field(min_length=1)
-    resources: ResourceMap = ResourceMap()
+    resources: ResourceMap = Field(default_factory=ResourceMap)
     contracts: tuple[Contract, ...] = ()
 
     def mode_for(self, stage: str) -> Mode:
@@ -302,6 +327,15 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
                 problems.append((f"{base}.retention.default_days", f"{ret.default_days} is below the safety floor of {floor} days"))
             if ret.noncurrent_version_days is not None and ret.noncurrent_version_days > (ret.default_days or 0) and ret.default_days:
                 problems.append((f"{base}.retention.noncurrent_version_days", "must not exceed default_days (old versions would outlive the data)"))
+            for i, cls in enumerate(ret.prefix_classes):
+                if ret.default_days is not None and cls.days > ret.default_days:
+                    problems.append((f"{base}.retention.prefix_classes[{i}].days",
+                                     f"{cls.days} is longer than default_days {ret.default_days}: S3 applies the shortest "
+                                     f"expiration when lifecycle rules overlap, so the default rule would expire "
+                                     f"{cls.prefix!r} after {ret.default_days} days (raise default_days to at least {cls.days})"))
+                if ret.noncurrent_version_days is not None and ret.noncurrent_version_days > cls.days:
+                    problems.append((f"{base}.retention.noncurrent_version_days",
+                                     f"must not exceed prefix_classes[{i}].days {cls.days} (old versions would outlive the data)"))
         for i, cls in enumerate(ret.prefix_classes):
             if cls.days < floor:
                 problems.append((f"{base}.retention.prefix_classes[{i}].days", f"{cls.days} is below the safety floor of {floor} days"))
@@ -358,6 +392,14 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
             contract.validated_prefix.startswith(contract.prefix) or contract.prefix.startswith(contract.validated_prefix)
         ):
             problems.append((f"{base}.validated_prefix", "must not overlap the contract's prefix (promoted copies would be re-validated)"))
+        for j, other in enumerate(policy.contracts):  # the gate's reports land in the bucket too: none may be validated as data
+            same_buckets = contract.bucket is None or other.bucket is None or contract.bucket == other.bucket
+            if other.stage == contract.stage and same_buckets and (
+                contract.reports_prefix.startswith(other.prefix) or other.prefix.startswith(contract.reports_prefix)
+            ):
+                where = "the contract's prefix" if j == i else f"the prefix of contracts[{j}]"
+                problems.append((f"{base}.reports_prefix", f"{contract.reports_prefix!r} must not overlap {where} "
+                                 f"{other.prefix!r} (each report would be validated, reported and alerted on in turn)"))
     return problems
 
 

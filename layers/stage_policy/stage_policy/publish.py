@@ -8,6 +8,10 @@ Honours the policy's ``alerts`` section:
 * an **escalation** (a repeat at a higher severity than any published for the incident)
   is published at once, and only once per severity level (a conditional write decides
   which of two racing repeats publishes).
+
+A publish that fails undoes what it counted, so the retry of the record alerts (a
+failed alert never counts as sent). A message above SNS's 256 KB limit is sent with its
+large evidence values replaced by a note of their size.
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ from stage_policy.findings import SEVERITY_ORDER, Finding, at_least
 
 if TYPE_CHECKING:
     from stage_policy.model import Alerts
+
+#: SNS takes 256 KiB for the message and its attributes together; the subject and attributes fit in the rest.
+MAX_MESSAGE_BYTES = 250 * 1024
+#: An evidence value whose JSON is longer than this is the first thing left out of an oversized message.
+LARGE_VALUE_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -61,25 +70,31 @@ class FindingPublisher:
         window = timedelta(minutes=alerts.dedup_window_minutes if alerts is not None else 24 * 60)
         if not at_least(finding.severity, min_severity):
             return PublishResult(False, None, 0, f"below alerts.min_severity ({min_severity})")
-        count, reason = 1, "new incident"
+        count, reason, undo = 1, "new incident", None
         if self._ddb is not None and self._table:
-            count, reason = self._record(finding, window)
+            count, reason, undo = self._record(finding, window)
             if not reason:
                 return PublishResult(False, None, count, "repeat inside alerts.dedup_window_minutes")
         finding.count = count
         if reason.startswith("escalated"):
             finding.evidence["escalated"] = reason
         subject = f"[{finding.severity.upper()}] {finding.rule} {finding.stage or ''}".strip()[:100]
-        response = self._sns.publish(
-            TopicArn=self._topic_arn,
-            Message=finding.to_json(),
-            Subject=subject,
-            MessageAttributes=self.attributes(finding),
-        )
+        try:
+            response = self._sns.publish(
+                TopicArn=self._topic_arn,
+                Message=_fitted(finding),
+                Subject=subject,
+                MessageAttributes=self.attributes(finding),
+            )
+        except Exception:
+            if undo is not None:  # not sent: the retry must find the incident (or the escalation) still to alert
+                self._ddb.update_item(TableName=self._table, Key=keys.alert_dedup(finding.dedup_key), **undo)
+            raise
         return PublishResult(True, response["MessageId"], count, reason)
 
-    def _record(self, finding: Finding, window: timedelta) -> tuple[int, str]:
-        """Count this occurrence. Returns (count in window, why to publish); an empty reason means suppress."""
+    def _record(self, finding: Finding, window: timedelta, again: bool = True) -> tuple[int, str, dict[str, Any] | None]:
+        """Count this occurrence. Returns (count in window, why to publish, how to undo the "published" mark);
+        an empty reason means suppress."""
         seen = finding.last_seen or finding.first_seen
         now = int(seen.timestamp())
         expires = int((seen + window).timestamp())
@@ -100,20 +115,27 @@ class FindingPublisher:
         except Exception as exc:
             if not is_code(exc, "ConditionalCheckFailedException"):
                 raise
-            # the previous incident's window is over (TTL deletion lags): this is a new incident
-            self._ddb.update_item(
-                TableName=self._table, Key=key,
-                UpdateExpression="SET first_seen = :now, last_seen = :now, expires_at = :exp, #rule = :rule, "
-                "#top = :rank, #count = :one",
-                ExpressionAttributeNames=names, ExpressionAttributeValues=values,
-            )
-            return 1, "new incident (previous window over)"
+            # the previous incident's window is over (TTL deletion lags): this is a new incident,
+            # unless a racing repeat has just started it (then this one is a repeat of that)
+            try:
+                self._ddb.update_item(
+                    TableName=self._table, Key=key,
+                    UpdateExpression="SET first_seen = :now, last_seen = :now, expires_at = :exp, #rule = :rule, "
+                    "#top = :rank, #count = :one",
+                    ConditionExpression="attribute_not_exists(expires_at) OR expires_at <= :now",
+                    ExpressionAttributeNames=names, ExpressionAttributeValues=values,
+                )
+            except Exception as exc:
+                if not again or not is_code(exc, "ConditionalCheckFailedException"):
+                    raise
+                return self._record(finding, window, again=False)
+            return 1, "new incident (previous window over)", _undo_new(now)
         if not old:
-            return 1, "new incident"
+            return 1, "new incident", _undo_new(now)
         count = int(old.get("count", {}).get("N", "0")) + 1
         top = int(old.get("top_severity", {}).get("N", str(rank)))
         if rank <= top:
-            return count, ""
+            return count, "", None
         try:  # exactly one of racing repeats publishes the escalation
             self._ddb.update_item(
                 TableName=self._table, Key=key, UpdateExpression="SET #top = :rank",
@@ -123,6 +145,35 @@ class FindingPublisher:
         except Exception as exc:
             if not is_code(exc, "ConditionalCheckFailedException"):
                 raise
-            return count, ""
+            return count, "", None
         previous = next(name for name, value in SEVERITY_ORDER.items() if value == top)
-        return count, f"escalated from {previous} to {finding.severity}"
+        undo = {"UpdateExpression": "SET #top = :top", "ConditionExpression": "#top = :rank",
+                "ExpressionAttributeNames": {"#top": "top_severity"},
+                "ExpressionAttributeValues": {":top": {"N": str(top)}, ":rank": {"N": str(rank)}}}
+        return count, f"escalated from {previous} to {finding.severity}", undo
+
+
+def _undo_new(now: int) -> dict[str, Any]:
+    """Undoes a new incident's mark: its window ends now, so the next occurrence is a new incident again."""
+    return {"UpdateExpression": "SET expires_at = :over", "ExpressionAttributeValues": {":over": {"N": str(now)}}}
+
+
+def _fitted(finding: Finding) -> str:
+    """The finding as JSON within SNS's limit: large evidence values give way to a note of their size."""
+    message = finding.to_json()
+    size = len(message.encode())
+    if size <= MAX_MESSAGE_BYTES:
+        return message
+    from pydantic_core import to_json
+
+    kept: dict[str, Any] = {}
+    for name, value in finding.evidence.items():
+        length = len(to_json(value, fallback=str))
+        kept[name] = value if length <= LARGE_VALUE_BYTES else f"(left out of the alert: {length} bytes of JSON)"
+    kept["truncated"] = f"the finding was {size} bytes, above the SNS limit; large evidence values were left out"
+    finding.evidence = kept
+    message = finding.to_json()
+    if len(message.encode()) > MAX_MESSAGE_BYTES:
+        finding.evidence = {"truncated": f"the finding was {size} bytes, above the SNS limit; its evidence was left out"}
+        message = finding.to_json()
+    return message

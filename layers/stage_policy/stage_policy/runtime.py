@@ -95,6 +95,24 @@ class Runtime:
         return lambda finding: publisher.publish(finding, alerts)
 
     @cached_property
+    def _batch_processor(self) -> Any:
+        from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+
+        # a batch whose records all fail is reported record by record too (SQS retries exactly those), not raised
+        return BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+    def process_sqs(self, event: dict[str, Any], record_handler: Callable[[Any], Any], context: Any) -> dict[str, Any]:
+        """Powertools partial-batch failure over an SQS event: one bad record fails alone.
+
+        The batch utility (asyncio and every event data class) is imported on the first batch,
+        not at handler import: it is a third of a handler's import time otherwise.
+        """
+        from aws_lambda_powertools.utilities.batch import process_partial_response
+
+        return process_partial_response(event=event, record_handler=record_handler, processor=self._batch_processor,
+                                        context=context)
+
+    @cached_property
     def _idempotency(self) -> tuple[Any, Any, Any]:
         from aws_lambda_powertools.utilities.idempotency import (
             DynamoDBPersistenceLayer,

@@ -47,10 +47,10 @@ resources:
 """)
 
 
-def run(records, detector=None):
+def run(records, detector=None, source="attack.json.gz"):
     detector = detector or Detector(POLICY, MemoryWindowStore())
     detector.feed(records)
-    return detector.finish("attack.json.gz")
+    return detector.finish(source)
 
 
 def rules_of(decisions) -> set[str]:
@@ -157,13 +157,16 @@ def test_evasion_a_race_between_two_log_files_of_one_session_loses_no_count() ->
             item = real_get(**kwargs)
             if not raced["done"]:  # another invocation merges its file between our read and our write
                 raced["done"] = True
-                run(reads(60, start=T0, prefix="other-file/"), Detector(POLICY, rival))
+                run(reads(60, start=T0, prefix="other-file/"), Detector(POLICY, rival), "s3://trail/file-1.json.gz")
             return item
 
         ddb.get_item = get_then_rival_writes
-        decisions = run(reads(60, start=T0 + timedelta(minutes=1)), Detector(POLICY, store))
+        decisions = run(reads(60, start=T0 + timedelta(minutes=1)), Detector(POLICY, store), "s3://trail/file-2.json.gz")
+        # and the same file retried (its record failed) adds nothing
+        again = run(reads(60, start=T0 + timedelta(minutes=1)), Detector(POLICY, store), "s3://trail/file-2.json.gz")
 
     assert rules_of(decisions) == {"exfil.bulk-download"} and store.writes == 2  # retried after the conditional write failed
+    assert rules_of(again) == {"exfil.bulk-download"} and store.writes == 2  # the window still holds 120; nothing written
 
 
 # ------------------------------------------------------------------ exfil.copy-out

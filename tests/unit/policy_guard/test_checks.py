@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checks import assess
+from guard.checks import assess
 
 from stage_policy.loader import PolicyError
 
@@ -36,3 +36,12 @@ def test_an_unreadable_policy_is_reported_as_invalid() -> None:
     outcome = assess("s3://p/k", None, None, fetch_error=PolicyError("s3://p/k", [("", "cannot read the policy object (NoSuchKey)")]))
 
     assert not outcome.valid and "NoSuchKey" in outcome.errors[0]
+
+
+def test_the_decision_reports_and_never_acts() -> None:
+    valid = assess("s3://p/k", "v1", "framework: two-stage\n")
+    invalid = assess("s3://p/k", "v2", "stages: 3\n")
+
+    assert valid.policy is not None and valid.decision().finding is None and valid.decision().actions == []
+    assert invalid.policy is None and invalid.decision().finding is invalid.finding and invalid.decision().actions == []
+    assert "policy" not in valid.as_dict()

@@ -131,3 +131,52 @@ def test_unparseable_documents_name_the_file(text: str, fragment: str) -> None:
 def test_a_missing_file_is_a_policy_error_naming_it(tmp_path) -> None:
     with pytest.raises(PolicyError, match="nope.yaml: cannot read file"):
         load(tmp_path / "nope.yaml")
+
+
+# ------------------------------------------------------------------ misspelt keys: one error, with a suggestion
+CUSTOM_STAGE = "stages:\n  lab:\n    production_data: true\n    interactive_access: none\n    download: denied\n"
+
+MISSPELT = [
+    ("top-level-stage", "stage:\n  lab: {}\n", "stage", "unknown field (did you mean 'stages'?)"),
+    ("top-level-alert", "framework: three-stage\nalert: {min_severity: high}\n", "alert", "unknown field (did you mean 'alerts'?)"),
+    ("top-level-resource", "framework: two-stage\nresource: {}\n", "resource", "(did you mean 'resources'?)"),
+    ("top-level-nothing-close", "framework: two-stage\nzzz: 1\n", "zzz", "unknown field (known: version, framework, defaults,"),
+    ("stage-key-without-required-pair", CUSTOM_STAGE + "    retension: {default_days: 30}\n",
+     "stages.lab.retension", "unknown field (did you mean 'retention'?)"),
+    ("stage-key-in-preset-stage", "framework: two-stage\nstages: {final-prod: {exfiltraton: {max_objects: 5}}}\n",
+     "stages.final-prod.exfiltraton", "(did you mean 'exfiltration'?)"),
+    ("alerts-key", "framework: two-stage\nalerts: {min_sev: high}\n", "alerts.min_sev", "(did you mean 'min_severity'?)"),
+    ("safety-key", "framework: two-stage\nsafety: {max_deletions: 3}\n", "safety.max_deletions", "(did you mean 'max_deletions_per_run'?)"),
+    ("defaults-key", "framework: two-stage\ndefaults: {mod: enforce}\n", "defaults.mod", "(did you mean 'mode'?)"),
+    ("break-glass-key", "framework: two-stage\nstages: {final-prod: {break_glass: {aprovers: [a]}}}\n",
+     "stages.final-prod.break_glass.aprovers", "(did you mean 'approvers'?)"),
+    ("column-key-without-empty-list-pair", "framework: two-stage" + CONTRACT.replace("{name: amount, type: float}", "{name: amount, type: float, requird: true}"),
+     "contracts[0].columns[1].requird", "(did you mean 'required'?)"),
+]
+
+
+@pytest.mark.parametrize("document, path, fragment", [case[1:] for case in MISSPELT], ids=[case[0] for case in MISSPELT])
+def test_a_misspelt_key_is_one_error_naming_it_with_a_suggestion(document: str, path: str, fragment: str) -> None:
+    with pytest.raises(PolicyError) as caught:
+        loads(document, "policy.yaml")
+
+    lines = caught.value.lines()
+    assert len(lines) == 1, lines  # not "unknown field" plus "stages is required" / "must not be empty"
+    assert lines[0].startswith(f"policy.yaml: {path}: ") and fragment in lines[0]
+
+
+def test_several_unknown_top_level_keys_are_each_named() -> None:
+    with pytest.raises(PolicyError) as caught:
+        loads("framework: two-stage\nstage: {}\nalert: {}\n", "p.yaml")
+
+    assert [path for path, _ in caught.value.problems] == ["stage", "alert"]
+
+
+def test_a_file_that_is_not_utf8_is_a_policy_error_naming_it(tmp_path) -> None:
+    from stage_policy.loader import load
+
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("framework: two-stage\n# caf\xe9\n".encode("latin-1"))
+    with pytest.raises(PolicyError) as caught:
+        load(bad)
+    assert caught.value.lines() == [f"{bad}: not UTF-8 text (byte 0xe9 at offset 26)"]

@@ -289,3 +289,21 @@ def test_settings_name_the_missing_variable() -> None:
     settings = Settings.from_env({**ENV, "STAGEWARDEN_DEFAULT_MODE": "enforce"})
     assert settings.default_mode == "enforce" and settings.function_name == "fn"
     assert Settings.from_env(ENV).default_mode == "dry_run"
+
+
+def test_settle_without_an_executor_publishes_findings_and_refuses_actions() -> None:
+    published = []
+    assert settle([Decision(finding(), [])], None, published.append) == published and len(published) == 1
+    with pytest.raises(ValueError, match="need an executor"):
+        settle([Decision(finding(), [TagBucket("kit-b1")])], None, published.append)
+
+
+def test_actions_carrying_documents_have_an_identity() -> None:
+    @dataclass(frozen=True)
+    class PutRules(Action):
+        rules: tuple = ()
+
+    a = PutRules("b", rules=({"ID": "x", "Filter": {"Prefix": "raw/"}},))
+    b = PutRules("b", rules=({"Filter": {"Prefix": "raw/"}, "ID": "x"},))
+    c = PutRules("b", rules=({"ID": "y"},))
+    assert a.identity() == b.identity() != c.identity() and hash(a.identity())

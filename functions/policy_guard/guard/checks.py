@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from stage_policy.actions import Decision
 from stage_policy.findings import Finding
 from stage_policy.loader import PolicyError, loads
 from stage_policy.model import Policy
@@ -18,6 +19,12 @@ class Assessment:
     errors: list[str] = field(default_factory=list)
     stages: dict[str, str] = field(default_factory=dict)
     finding: Finding | None = None
+    #: The validated policy; None when it is unusable.
+    policy: Policy | None = None
+
+    def decision(self) -> Decision:
+        """The guard reports and never remediates: at most the finding, never an action."""
+        return Decision(self.finding)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,7 +51,7 @@ def assess(source: str, version: str | None, text: str | None, fetch_error: Poli
         except PolicyError as exc:
             error = exc
     if policy is not None:
-        return Assessment(source, version, True, stages=_summary(policy))
+        return Assessment(source, version, True, stages=_summary(policy), policy=policy)
     assert error is not None
     lines = error.lines()
     finding = Finding(

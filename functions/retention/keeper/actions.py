@@ -1,0 +1,164 @@
+"""Retention actions: typed, with the IAM actions each needs; carried out by the layer's executor.
+
+Only :class:`DeleteVersions` deletes data: it spends ``safety.max_deletions_per_run`` (one per
+version or marker), never sends the Object Lock bypass header, and reports every key S3
+refused. The lifecycle rewrite checks that the configuration is still the one it was planned
+from, so a concurrent change by the owner is never overwritten with a stale copy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from keeper.plan import Entry, canonical
+
+from stage_policy.actions import Action, Clients
+from stage_policy.errors import is_code
+
+
+def _fingerprint(rules: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> list[str]:
+    return sorted(json.dumps(canonical(r), sort_keys=True, default=str) for r in rules)
+
+
+class LifecycleChanged(RuntimeError):
+    """The bucket's lifecycle changed between planning and writing; its own event re-plans it."""
+
+
+@dataclass(frozen=True)
+class PutLifecycle(Action):
+    """Bring a bucket's lifecycle to policy with one PutBucketLifecycleConfiguration (or delete it when empty)."""
+
+    kind: ClassVar[str] = "put-lifecycle"
+    permissions: ClassVar[tuple[str, ...]] = ("s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration")
+
+    rules: tuple[dict[str, Any], ...] = ()
+    expected: tuple[dict[str, Any], ...] = ()
+    extra: tuple[tuple[str, Any], ...] = ()
+    summary: str = ""
+
+    def describe(self) -> str:
+        if not self.rules:
+            return f"delete the lifecycle configuration of {self.target} ({self.summary})"
+        return f"put the policy's lifecycle on {self.target} ({self.summary}; {len(self.rules)} rule(s))"
+
+    def apply(self, clients: Clients) -> str:
+        s3 = clients("s3")
+        try:
+            current = s3.get_bucket_lifecycle_configuration(Bucket=self.target).get("Rules", [])
+        except Exception as exc:
+            if not is_code(exc, "NoSuchLifecycleConfiguration"):
+                raise
+            current = []
+        if _fingerprint(current) != _fingerprint(self.expected):
+            raise LifecycleChanged(f"the lifecycle of {self.target} changed since it was read; not overwritten (re-planned on its event)")
+        if not self.rules:
+            s3.delete_bucket_lifecycle(Bucket=self.target)  # IAM action: s3:PutLifecycleConfiguration
+            return f"deleted the lifecycle configuration of {self.target} ({self.summary})"
+        s3.put_bucket_lifecycle_configuration(Bucket=self.target,
+                                              LifecycleConfiguration={"Rules": [dict(r) for r in self.rules]}, **dict(self.extra))
+        return f"put the policy's lifecycle on {self.target} ({self.summary}; {len(self.rules)} rule(s))"
+
+
+@dataclass(frozen=True)
+class EnableVersioning(Action):
+    kind: ClassVar[str] = "enable-versioning"
+    permissions: ClassVar[tuple[str, ...]] = ("s3:PutBucketVersioning",)
+
+    def describe(self) -> str:
+        return f"enable versioning on {self.target}"
+
+    def apply(self, clients: Clients) -> str:
+        clients("s3").put_bucket_versioning(Bucket=self.target, VersioningConfiguration={"Status": "Enabled"})
+        return f"enabled versioning on {self.target}"
+
+
+@dataclass(frozen=True)
+class HideObject(Action):
+    """Place a delete marker on a key whose expired current version is about to go while a held version stays."""
+
+    kind: ClassVar[str] = "place-delete-marker"
+    permissions: ClassVar[tuple[str, ...]] = ("s3:DeleteObject",)
+
+    key: str = ""
+
+    def describe(self) -> str:
+        return f"place a delete marker on s3://{self.target}/{self.key} (a held version stays behind it)"
+
+    def apply(self, clients: Clients) -> str:
+        clients("s3").delete_object(Bucket=self.target, Key=self.key)
+        return f"placed a delete marker on s3://{self.target}/{self.key}"
+
+    def identity(self) -> tuple[Any, ...]:
+        return (type(self).__name__, self.target, self.key)
+
+
+class DeleteFailed(RuntimeError):
+    """Some keys of a DeleteObjects batch were refused; the rest were deleted."""
+
+
+@dataclass(frozen=True)
+class DeleteVersions(Action):
+    """One DeleteObjects request: up to 1,000 named versions and delete markers of one bucket."""
+
+    kind: ClassVar[str] = "delete-versions"
+    permissions: ClassVar[tuple[str, ...]] = ("s3:DeleteObject", "s3:DeleteObjectVersion")
+    cap: ClassVar[str] = "deletions"
+
+    entries: tuple[Entry, ...] = ()
+
+    def weight(self) -> int:
+        return len(self.entries)
+
+    def _what(self) -> str:
+        markers = sum(1 for e in self.entries if e.marker)
+        keys = len({e.key for e in self.entries})
+        sample = ", ".join(sorted({e.key for e in self.entries})[:3])
+        return (f"{len(self.entries) - markers} version(s) and {markers} delete marker(s) of {keys} key(s) "
+                f"in {self.target} (e.g. {sample})")
+
+    def describe(self) -> str:
+        return f"delete {self._what()}"
+
+    def apply(self, clients: Clients) -> str:
+        if len(self.entries) > 1000:
+            raise ValueError("DeleteObjects takes at most 1,000 keys")
+        response = clients("s3").delete_objects(Bucket=self.target, Delete={
+            "Objects": [{"Key": e.key, "VersionId": e.version_id} for e in self.entries], "Quiet": True})
+        errors = response.get("Errors", [])
+        if errors:
+            shown = "; ".join(f"{e.get('Key')}@{e.get('VersionId', '?')}: {e.get('Code')}" for e in errors[:5])
+            more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+            raise DeleteFailed(f"S3 refused {len(errors)} of {len(self.entries)} key(s): {shown}{more}")
+        return f"deleted {self._what()}"
+
+    def identity(self) -> tuple[Any, ...]:
+        first = self.entries[0] if self.entries else None
+        return (type(self).__name__, self.target, first.key if first else "", first.version_id if first else "", len(self.entries))
+
+
+@dataclass(frozen=True)
+class SaveSweepMarker(Action):
+    """Bookkeeping: where this bucket's sweep stopped, so the next run continues there (None: it finished)."""
+
+    kind: ClassVar[str] = "sweep-marker"
+    permissions: ClassVar[tuple[str, ...]] = ()  # the state table writes are SweepMarkers' (ports)
+    remediation: ClassVar[bool] = False
+
+    after_key: str | None = None
+    markers: Any = None  # keeper.ports.SweepMarkers
+
+    def describe(self) -> str:
+        return f"continue the sweep of {self.target} after {self.after_key!r} next run" if self.after_key else \
+            f"start the next sweep of {self.target} from its first key"
+
+    def apply(self, clients: Clients) -> str:
+        if self.after_key:
+            self.markers.put(self.target, self.after_key)
+        else:
+            self.markers.clear(self.target)
+        return self.describe()
+
+
+ACTIONS: tuple[type[Action], ...] = (PutLifecycle, EnableVersioning, HideObject, DeleteVersions, SaveSweepMarker)

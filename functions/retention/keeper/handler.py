@@ -1,0 +1,61 @@
+"""RetentionFunction: bucket events, the daily schedule and the AWS Config rule, invoked directly (few events)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from keeper.actions import ACTIONS
+from keeper.paths import as_of, is_config_invocation, on_bucket_event, on_config_rule, on_schedule, parse
+from keeper.ports import BucketReader, Evaluations, LockReader, SweepMarkers, VersionLister
+from keeper.reconcile import Keeper
+from keeper.settings import RetentionSettings
+
+from stage_policy.events import API_CALL
+from stage_policy.executor import Executor, settle
+from stage_policy.observability import logger, metrics, tracer
+from stage_policy.publish import FindingPublisher
+from stage_policy.runtime import ReplaySafety, Runtime
+from stage_policy.store import PolicyStore
+
+#: Every class whose ``permissions`` this function needs: the template test holds its IAM policy to their union.
+USES = (BucketReader, VersionLister, LockReader, SweepMarkers, Evaluations, *ACTIONS, Executor, FindingPublisher,
+        PolicyStore, ReplaySafety)
+
+rt = Runtime()
+
+
+@cache
+def settings() -> RetentionSettings:
+    return RetentionSettings.from_env()
+
+
+def keeper(policy: Any, now: Any) -> Keeper:
+    s3 = rt.clients("s3")
+    return Keeper(policy, BucketReader(s3), VersionLister(s3), LockReader(s3), now, settings().audit_buckets,
+                  SweepMarkers(rt.clients("dynamodb"), rt.settings.state_table), logger)
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    policy = rt.policy()  # unusable at a cold start: the invocation fails and is retried; PolicyGuard alerts
+    if is_config_invocation(event):  # reads only: no executor, no findings
+        return on_config_rule(event, keeper(policy, as_of(None)), Evaluations(rt.clients("config")), logger)
+    parsed = parse(event)  # malformed: the invocation fails, is retried, then dead-lettered
+    rt.register_context(context)
+    executor, publish = rt.executor(policy), rt.publish(policy)
+    work = keeper(policy, as_of(parsed.time))
+
+    def act(decisions: Any) -> list:
+        findings = settle(decisions, executor, publish)
+        metrics.add_metric(name="Findings", unit="Count", value=len(findings))
+        return findings
+
+    if parsed.detail_type == API_CALL:
+        return rt.once(f"api#{parsed.detail.eventID or parsed.id}", lambda: on_bucket_event(parsed, work, executor, act))
+    margin_ms = settings().sweep_margin_seconds * 1000
+    out_of_time = (lambda: context.get_remaining_time_in_millis() < margin_ms) if context is not None else (lambda: False)
+    return rt.once(f"schedule#{parsed.id}", lambda: on_schedule(work, executor, act, out_of_time))

@@ -1,0 +1,319 @@
+"""From buckets to decisions: read each bucket through the ports, plan with :mod:`keeper.plan`, decide.
+
+One :class:`Keeper` serves the Lambda's three paths (bucket events, the AWS Config rule, the daily
+run) and the command line. Nothing here writes to AWS: every change is an action in a
+:class:`~stage_policy.actions.Decision`, carried out (or, in dry run, described) by the executor.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable, Iterator, Literal
+
+from keeper.actions import DeleteVersions, EnableVersioning, HideObject, PutLifecycle, SaveSweepMarker
+from keeper.plan import LifecycleDiff, Sweep, audit_conflicts, batches, lifecycle_diff
+from keeper.ports import BucketConfig, BucketReader, LockReader, SweepMarkers, VersionLister, group_by_key
+
+from stage_policy.actions import Decision
+from stage_policy.errors import describe
+from stage_policy.findings import Finding
+from stage_policy.mapping import StageMatch, stage_for_bucket
+from stage_policy.model import Policy, Retention
+
+Mode = Literal["enforce", "dry_run"]
+
+
+def arn(bucket: str) -> str:
+    return f"arn:aws:s3:::{bucket}"
+
+
+def _cut(text: str, limit: int = 600) -> str:
+    return text if len(text) <= limit else text[: limit - 15] + " …[truncated]"
+
+
+def _bounded(value: Any, limit: int = 4000) -> Any:
+    """JSON-able evidence, cut with a marker when its text would pass ``limit`` characters."""
+    text = json.dumps(value, default=str, sort_keys=True)
+    return value if len(text) <= limit else text[: limit - 15] + " …[truncated]"
+
+
+@dataclass
+class BucketView:
+    """One bucket as the policy sees it."""
+
+    config: BucketConfig
+    match: StageMatch
+    retention: Retention | None
+    audit: bool = False
+    #: Why the bucket is held permanent against its tag (the tag names a perishable stage, the name a permanent one).
+    conflict: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def stage(self) -> str | None:
+        return self.match.stage
+
+
+@dataclass
+class RunState:
+    """Per-run bookkeeping across buckets: where the cap or the time budget stopped the sweep."""
+
+    capped_at: list[tuple[str, str | None]] = field(default_factory=list)  # (bucket, continue after key)
+    cap_spent_before: list[str] = field(default_factory=list)
+    out_of_time: list[str] = field(default_factory=list)
+
+
+class Keeper:
+    """Reconciles and sweeps buckets under one policy, as of ``now``."""
+
+    def __init__(self, policy: Policy, reader: BucketReader, lister: VersionLister, locks: LockReader, now: datetime,
+                 audit_buckets: tuple[str, ...] = (), markers: SweepMarkers | None = None, log: Any = None):
+        self.policy, self.reader, self.lister, self.locks = policy, reader, lister, locks
+        self.now = now
+        self.audit_buckets = frozenset(b for b in audit_buckets if b)
+        self.markers = markers
+        self.log = log
+
+    # ---------------------------------------------------------------- reading
+    def view(self, bucket: str) -> BucketView:
+        tags = self.reader.tags(bucket)
+        match = stage_for_bucket(self.policy, bucket, tags)
+        audit = bucket in self.audit_buckets
+        if match.stage is None and not audit:
+            return BucketView(BucketConfig(bucket, tags, []), match, None)  # unmanaged: nothing more is read
+        config = self.reader.read(bucket, tags)
+        if audit:
+            return BucketView(config, match, None, True)
+        retention = self.policy.stages[match.stage].retention
+        conflict = None
+        by_name = stage_for_bucket(self.policy, bucket, None)
+        if match.via == "tag" and by_name.stage and by_name.stage != match.stage:
+            named = self.policy.stages[by_name.stage].retention
+            if named.permanent and not retention.permanent:
+                # a tag must not turn a permanent bucket perishable: hold it to its name's stage and alert
+                conflict = (f"tag {self.policy.resources.tag_key}={match.stage} would make it perishable, but its name maps "
+                            f"it to permanent stage {by_name.stage}; kept permanent until the two agree")
+                retention = named
+        return BucketView(config, match, retention, False, conflict)
+
+    # ---------------------------------------------------------------- the lifecycle
+    def reconcile(self, view: BucketView, principal: str | None = None, trigger: str | None = None) -> list[Decision]:
+        """Decisions that bring the bucket's lifecycle, versioning and lock settings to policy (no sweep)."""
+        b, resource = view.config, arn(view.name)
+        if view.audit:
+            return self._audit(view, principal, trigger)
+        if view.stage is None or view.retention is None:
+            return []
+        stage, ret, out = view.stage, view.retention, []
+        base = {"stage": stage, "mapped_by": view.match.detail, "bucket": view.name}
+        if view.conflict:
+            out.append(Decision(Finding(
+                rule="retention.stage-conflict", severity="critical", stage=stage, resource=resource, principal=principal,
+                summary=_cut(f"Bucket {view.name}: {view.conflict}.", 990), evidence=base | {"tags": b.tags}), [], stage))
+        diff = lifecycle_diff(ret, b.rules, self.policy.safety.min_retention_days)
+        if diff.drifted:
+            action = self._put(view, diff)
+            if ret.permanent:
+                out.append(Decision(Finding(
+                    rule="retention.permanent-expiry", severity="critical", stage=stage, resource=resource, principal=principal,
+                    summary=f"Bucket {view.name} is in permanent stage {stage} but its lifecycle deletes data: {_cut(diff.summary())}.",
+                    evidence=base | self._diff_evidence(diff)), [action], stage))
+            else:
+                out.append(Decision(Finding(
+                    rule="retention.drift", severity=diff.severity, stage=stage, resource=resource, principal=principal,
+                    summary=f"Lifecycle of bucket {view.name} differs from the {stage} policy: {_cut(diff.summary())}.",
+                    evidence=base | self._diff_evidence(diff)), [action], stage))
+        if ret.permanent and b.versioning != "Enabled":
+            out.append(Decision(Finding(
+                rule="retention.versioning-off", severity="high", stage=stage, resource=resource, principal=principal,
+                summary=f"Bucket {view.name} in permanent stage {stage} has versioning {b.versioning.lower()}: an overwrite "
+                        "or delete loses published data.", evidence=base | {"versioning": b.versioning}),
+                [EnableVersioning(view.name)], stage))
+        if ret.immutable and not (b.lock_enabled and b.default_retention):
+            missing = "Object Lock is not enabled" if not b.lock_enabled else "Object Lock has no default retention"
+            out.append(Decision(Finding(
+                rule="retention.object-lock-missing", severity="high", stage=stage, resource=resource, principal=principal,
+                summary=f"Bucket {view.name} in immutable stage {stage}: {missing}, so published objects can be overwritten "
+                        "or deleted.", evidence=base | {"object_lock_enabled": b.lock_enabled,
+                                                        "default_retention": b.default_retention}), [], stage))
+        return out
+
+    def _audit(self, view: BucketView, principal: str | None, trigger: str | None) -> list[Decision]:
+        floor = self.policy.safety.audit_log_retention_days
+        problems = audit_conflicts(view.config.rules, floor)
+        if trigger == "DeleteBucketLifecycle":
+            problems.insert(0, "its lifecycle configuration was deleted")
+        if not problems:
+            return []
+        return [Decision(Finding(
+            rule="audit.tamper", severity="critical", stage=None, resource=arn(view.name), principal=principal,
+            summary=_cut(f"Audit-log bucket {view.name}: {problems[0]}", 700) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                    + f"; audit logs are kept at least {floor} days.",
+            evidence={"bucket": view.name, "problems": problems[:20], "trigger": trigger,
+                      "rules": _bounded(view.config.rules)}), [], None)]
+
+    def _put(self, view: BucketView, diff: LifecycleDiff) -> PutLifecycle:
+        return PutLifecycle(view.name, rules=tuple(diff.desired), expected=tuple(view.config.rules),
+                            extra=tuple(sorted(view.config.lifecycle_extra.items())), summary=_cut(diff.summary(), 300))
+
+    @staticmethod
+    def _diff_evidence(diff: LifecycleDiff) -> dict[str, Any]:
+        return {"diff": _bounded(diff.as_dict()), "actual_rules": _bounded(diff.actual),
+                "required_rules": _bounded(diff.required), "desired_rules": _bounded(diff.desired)}
+
+    # ---------------------------------------------------------------- the sweep
+    def sweepable(self, view: BucketView) -> bool:
+        """Only managed, perishable, unconflicted data buckets are ever listed for deletion."""
+        ret = view.retention
+        return (not view.audit and view.stage is not None and ret is not None and not ret.permanent
+                and view.conflict is None and ret.default_days is not None)
+
+    def plan_sweep(self, view: BucketView, mode: Mode, cap: int, out_of_time: Callable[[], bool] | None = None,
+                   resume: bool = False) -> tuple[Sweep, str | None, str | None]:
+        """List the bucket and plan its deletions. Returns (plan, started after key, why it stopped early or None)."""
+        start = self.markers.get(view.name) if (resume and self.markers is not None) else None
+        sweep = Sweep(view.retention, self.now, cap, mode, view.config.lock_enabled)
+        stopped = None
+        for entries in group_by_key(self.lister.pages(view.name, start)):
+            if sweep.full:
+                stopped = "cap"
+                break
+            if out_of_time is not None and out_of_time():
+                stopped = "time"
+                break
+            if sweep.lock_enabled:
+                entries = self._read_locks(view.name, entries, sweep)
+            sweep.feed(entries)
+        if stopped is None and sweep.tally.capped:
+            stopped = "cap"
+        return sweep, start, stopped
+
+    def _read_locks(self, bucket: str, entries: list, sweep: Sweep) -> list:
+        wanted = {(e.key, e.version_id) for e in sweep.candidates(entries)}
+        out = []
+        for entry in entries:
+            if (entry.key, entry.version_id) in wanted:
+                try:
+                    entry = self.locks.read(bucket, entry)
+                except Exception as exc:  # noqa: BLE001 - unreadable lock state: kept as "unverified" (fail closed)
+                    if self.log is not None:
+                        self.log.warning("lock state unreadable; version kept", extra={"bucket": bucket, "key": entry.key,
+                                                                                        "error": describe(exc)})
+            out.append(entry)
+        return out
+
+    def sweep(self, view: BucketView, mode: Mode, cap: int, run: RunState,
+              out_of_time: Callable[[], bool] | None = None) -> list[Decision]:
+        """The bucket's sweep as decisions: deletions (or, in dry run, the report), and where it stopped."""
+        if not self.sweepable(view):
+            return []
+        sweep, start, stopped = self.plan_sweep(view, mode, cap, out_of_time, resume=mode == "enforce")
+        t, stage, resource = sweep.tally, view.stage, arn(view.name)
+        decisions: list[Decision] = []
+        entries = sweep.delete if mode == "enforce" else sweep.report
+        continue_after = sweep.last_complete_key if stopped else None
+        if stopped == "cap" and mode == "enforce":
+            run.capped_at.append((view.name, continue_after or start))
+        elif stopped == "time":
+            run.out_of_time.append(view.name)
+        actions: list[Any] = [HideObject(view.name, key=k) for k in sweep.hide]
+        actions += [DeleteVersions(view.name, entries=tuple(batch)) for batch in batches(entries)]
+        if mode == "enforce" and self.markers is not None:
+            # stopped early: the next run starts after the last key planned whole; finished: from the first key again
+            after = (continue_after or start) if stopped else None
+            if after != start:
+                actions.append(SaveSweepMarker(view.name, after_key=after, markers=self.markers))
+        if entries or t.kept:
+            markers = sum(1 for e in entries if e.marker)
+            kept = ", ".join(f"{n} {why}" for why, n in sorted(t.kept.items()))
+            verb = "Deleting" if mode == "enforce" else "Dry run: would delete"
+            summary = (f"{verb} {len(entries) - markers} version(s) and {markers} delete marker(s) past retention "
+                       f"in {view.name} ({stage})" + (f"; kept {kept} past retention" if kept else "") + ".")
+            decisions.append(Decision(Finding(
+                rule="retention.swept", severity="low", stage=stage, resource=resource, summary=summary,
+                evidence={"bucket": view.name, "stage": stage, "as_of": self.now.isoformat(), "keys_examined": t.keys_seen,
+                          "entries_examined": t.entries_seen, "due": t.due, "planned": t.planned, "deferred": t.deferred,
+                          "delete_markers_placed": t.hidden, "kept_past_retention": t.kept, "sample_keys": t.sample,
+                          "started_after": start, "stopped": stopped}), actions, stage))
+        elif actions:
+            decisions.append(Decision(None, actions, stage))
+        return decisions
+
+    # ---------------------------------------------------------------- whole runs
+    def run(self, buckets: list[str], executor: Any, sweep: bool, principal: str | None = None, trigger: str | None = None,
+            out_of_time: Callable[[], bool] | None = None) -> Iterator[Decision]:
+        """Reconcile (and sweep) each bucket in turn; lazily, so each bucket's cap is what the last one left."""
+        run = RunState()
+        skipped: list[str] = []
+        for bucket in buckets:
+            if out_of_time is not None and out_of_time():
+                run.out_of_time.append(bucket)
+                continue
+            try:
+                view = self.view(bucket)
+            except Exception as exc:  # noqa: BLE001 - one unreadable bucket is reported, the rest go on
+                if self.log is not None:
+                    self.log.warning("bucket unreadable", extra={"bucket": bucket, "error": describe(exc)})
+                skipped.append(f"{bucket}: {describe(exc)}")
+                continue
+            yield from self.reconcile(view, principal, trigger)
+            if not sweep or not self.sweepable(view):
+                continue
+            mode = executor.mode_for(view.stage)
+            cap = executor.remaining("deletions")
+            if mode == "enforce" and cap <= 0:
+                run.cap_spent_before.append(bucket)
+                continue
+            try:
+                decisions = self.sweep(view, mode, cap, run, out_of_time)  # lists and plans: reads only
+            except Exception as exc:  # noqa: BLE001 - reported; the other buckets are still swept
+                if self.log is not None:
+                    self.log.warning("bucket not swept", extra={"bucket": bucket, "error": describe(exc)})
+                skipped.append(f"{bucket}: {describe(exc)}")
+                continue
+            yield from decisions
+        yield from self._run_findings(run, skipped)
+
+    def _run_findings(self, run: RunState, skipped: list[str]) -> Iterator[Decision]:
+        cap = self.policy.safety.max_deletions_per_run
+        if run.capped_at or run.cap_spent_before:
+            where = run.capped_at[0][0] if run.capped_at else run.cap_spent_before[0]
+            after = run.capped_at[0][1] if run.capped_at else None
+            later = [b for b, _ in run.capped_at[1:]] + run.cap_spent_before
+            yield Decision(Finding(
+                rule="retention.cap-reached", severity="medium", stage=None, resource=arn(where),
+                summary=f"The retention sweep stopped at safety.max_deletions_per_run ({cap}) in {where}"
+                        + (f" after key {_cut(repr(after), 200)}" if after else "") + "; the next run continues"
+                        + (f" (also not finished: {', '.join(later[:10])})" if later else "") + ".",
+                evidence={"max_deletions_per_run": cap, "stopped_in": where, "continue_after": after,
+                          "not_finished": later[:50]}), [], None)
+        if run.out_of_time:
+            yield Decision(Finding(
+                rule="retention.sweep-incomplete", severity="medium", stage=None, resource=arn(run.out_of_time[0]),
+                summary=f"The retention run ran out of time before finishing {len(run.out_of_time)} bucket(s) "
+                        f"({', '.join(run.out_of_time[:5])}); the next run continues where each stopped.",
+                evidence={"buckets": run.out_of_time[:50]}), [], None)
+        if skipped:
+            yield Decision(Finding(
+                rule="retention.unreadable", severity="medium", stage=None, resource=arn(skipped[0].split(":", 1)[0]),
+                summary=_cut(f"{len(skipped)} bucket(s) could not be read (not reconciled or not swept): {skipped[0]}.", 990),
+                evidence={"buckets": skipped[:50]}), [], None)
+
+    # ---------------------------------------------------------------- AWS Config
+    def evaluate(self, bucket: str) -> tuple[str, str]:
+        """(COMPLIANT | NON_COMPLIANT | NOT_APPLICABLE, annotation) for one bucket; reads only."""
+        view = self.view(bucket)
+        if not view.audit and view.stage is None:
+            return "NOT_APPLICABLE", f"not mapped to a stage ({view.match.detail})"[:256]
+        decisions = self.reconcile(view)
+        findings = [d.finding for d in decisions if d.finding is not None]
+        if not findings:
+            what = "audit-log bucket" if view.audit else f"stage {view.stage}"
+            return "COMPLIANT", f"{what}: lifecycle, versioning and lock settings as the policy requires"[:256]
+        text = "; ".join(f"{f.rule}: {f.summary}" for f in findings)
+        return "NON_COMPLIANT", text if len(text) <= 256 else text[:241] + " …[truncated]"

@@ -1,0 +1,68 @@
+"""Red team: template parameters that reach the functions but not their IAM."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+import pytest
+
+from tests.helpers import as_list, deployed, identity_statements, translated_template
+
+FUNCTION_ROLES = ("PolicyGuardFunctionRole", "ExfiltrationFunctionRole", "SchemaGateFunctionRole")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "PolicyLocation is documented as 'where every function reads the policy' and reaches them as "
+    "STAGEWARDEN_POLICY_LOCATION, but every role (and StagewardenBoundary) may read only ${PolicyBucket.Arn}/*: a policy "
+    "anywhere else is AccessDenied at every cold start (the functions act on nothing), and PolicyGuard's PolicyChanged "
+    "rule watches only PolicyBucket"))
+def test_a_policy_location_outside_the_policy_bucket_is_readable_by_every_function() -> None:
+    location = "arn:aws:s3:::acme-config/stagewarden/policy.yaml"
+    resources = deployed(translated_template(), PolicyLocation="s3://acme-config/stagewarden/policy.yaml")
+
+    def may_read(holder: str) -> bool:
+        return any(s["Effect"] == "Allow" and "s3:GetObject" in as_list(s["Action"])
+                   and any(fnmatchcase(location, r) for r in as_list(s["Resource"]))
+                   for h, s in identity_statements(resources) if h == holder)
+
+    assert {holder: may_read(holder) for holder in (*FUNCTION_ROLES, "StagewardenBoundary")} == {
+        holder: True for holder in (*FUNCTION_ROLES, "StagewardenBoundary")}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "safety.max_revocations_per_run is counted per invocation, and nothing bounds how many invocations run at once: "
+    "ExfiltrationFunction has no ReservedConcurrentExecutions and its SQS event source no ScalingConfig.MaximumConcurrency, "
+    "so a burst of queued log files can revoke up to cap x (Lambda's SQS scaling, up to 1,250 concurrent) roles"))
+def test_the_exfiltration_cap_bounds_revocations_across_concurrent_invocations() -> None:
+    resources = deployed(translated_template())
+    function = resources["ExfiltrationFunction"]["Properties"]
+    mappings = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+                and "ExfiltrationFunction" in r["Properties"]["FunctionName"]]
+    assert len(mappings) == 1
+    bounded = "ReservedConcurrentExecutions" in function or any("MaximumConcurrency" in (m.get("ScalingConfig") or {}) for m in mappings)
+    assert bounded
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "SAM names a ScheduleV2 schedule after its logical id when the event gives no Name (aws/serverless-application-model"
+    "#3109): every stack creates 'PolicyGuardFunctionHourly' in the default schedule group, so the second of "
+    "samconfig.toml's lab/parallel/prod environments (all eu-west-1) fails to create in the same account"))
+def test_two_stacks_in_one_account_and_region_do_not_collide_on_the_schedule_name() -> None:
+    names = {stack: deployed(translated_template(), stack=stack)["PolicyGuardFunctionHourly"]["Properties"]["Name"]
+             for stack in ("stagewarden-lab", "stagewarden-prod")}
+    assert names["stagewarden-lab"] != names["stagewarden-prod"], names
+
+
+def test_the_readmes_deployer_permissions_cover_every_service_and_bucket_setting_the_stack_uses() -> None:
+    from tests.helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    paragraph = readme.split("**The deployer's IAM permissions.**", 1)[1].split("\n\n", 1)[0]
+    types = {r["Type"] for r in translated_template()["Resources"].values()}
+    services = {t.split("::")[1].lower() for t in types} - {"serverless"}
+    prefixes = {"cloudwatch": "cloudwatch:", "logs": "logs:", "iam": "iam:", "kms": "kms:", "s3": "s3:", "sns": "sns:",
+                "sqs": "sqs:", "dynamodb": "dynamodb:", "events": "events:", "lambda": "lambda:", "scheduler": "scheduler:",
+                "config": "config:"}
+    assert [s for s in sorted(services) if prefixes[s] not in paragraph] == []
+    # a bucket's default encryption is s3:PutEncryptionConfiguration, which s3:PutBucket* does not match
+    assert "s3:PutEncryptionConfiguration" in paragraph

@@ -1,0 +1,85 @@
+"""Red-team findings against the decide-then-act kit: caps under failure, outcomes across retries, odd input."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+
+from stage_policy.actions import Decision
+from stage_policy.events import API_CALL, OBJECT_CREATED, EventError, parse_eventbridge
+from stage_policy.executor import ActionFailed, settle
+from stage_policy.publish import FindingPublisher
+from tests.unit.stage_policy.test_kit import TagBucket, aws, executor, finding, tags  # noqa: F401 - the fixture
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"detail-type": ' + "9" * 5000 + "}"],
+                         ids=["nested-100k-deep", "5000-digit-number"])
+def test_hostile_json_fails_with_a_typed_error_naming_the_part(body) -> None:
+    with pytest.raises(EventError) as caught:
+        parse_eventbridge(body, (OBJECT_CREATED, API_CALL))
+    assert caught.value.part == "record body"
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "Executor._one spends the cap before apply() and keeps it spent when apply() raises: a containment that failed "
+    "(AccessDenied on an untagged role, NoSuchEntity) uses up max_revocations_per_run, so a later containment in the "
+    "same invocation is 'skipped' - and a skipped action does not fail its record, so it is never retried"))
+def test_a_failed_action_does_not_spend_the_cap(aws) -> None:
+    # Given a cap of 2 revocations and three decisions: the first fails, the other two can succeed
+    ex = executor()
+    decisions = [Decision(finding(resource=f"arn:aws:s3:::{b}"), [TagBucket(b)], stage="prod-discovery")
+                 for b in ("missing-bucket", "kit-b1", "kit-b2")]
+
+    # When they are acted on in one invocation
+    statuses = [ex.act(d)[0].status for d in decisions]
+
+    # Then both containments that could happen happened
+    assert statuses == ["failed", "done", "done"]
+    assert tags(aws["s3"], "kit-b2")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the publisher's dedup key is the incident, not its outcome: when a containment fails, the finding saying "
+    "'FAILED to ...' is published and the record retried; the retry's finding saying it succeeded is a repeat inside "
+    "alerts.dedup_window_minutes and is suppressed, so subscribers are never told the containment finally worked"))
+def test_a_containment_that_succeeds_on_retry_is_reported(aws) -> None:
+    # Given a subscriber on the alerts topic and the dedup table
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    publisher = FindingPublisher(sns, topic, aws["ddb"], "state")
+    first_seen = finding().first_seen
+
+    def attempt():
+        decision = Decision(finding(resource="arn:aws:s3:::late-bucket"), [TagBucket("late-bucket")], stage="prod-discovery")
+        decision.finding.first_seen = decision.finding.last_seen = first_seen  # the same event, redelivered
+        return settle([decision], executor(), publisher.publish)
+
+    # When the containment fails (the record fails), then succeeds on the retry
+    with pytest.raises(ActionFailed):
+        attempt()
+    aws["s3"].create_bucket(Bucket="late-bucket")
+    attempt()
+
+    # Then the subscriber hears of the failure and of the success
+    actions = [json.loads(m["Body"])["action"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]]
+    assert len(actions) == 2 and actions[0].startswith("FAILED") and actions[1] == "tagged late-bucket"
+
+
+def test_a_dry_run_of_an_action_does_not_stand_in_for_enforcing_it_in_another_stage(aws) -> None:
+    # Given one invocation where the same containment is decided first in a dry-run stage, then in an enforcing one
+    # (one role bulk-downloading from prod-integration, mode dry_run, and from prod-discovery, enforce)
+    ex = executor()
+    in_dry_run = Decision(finding(stage="prod-integration"), [TagBucket("kit-b1")], stage="prod-integration")
+    enforced = Decision(finding(stage="prod-discovery"), [TagBucket("kit-b1")], stage="prod-discovery")
+
+    # When both are acted on
+    statuses = [ex.act(in_dry_run)[0].status, ex.act(enforced)[0].status]
+
+    # Then the enforcing stage's containment is carried out, not reported as "already handled" by the dry run
+    assert statuses == ["dry_run", "done"]
+    assert tags(aws["s3"], "kit-b1") == [{"Key": "contained", "Value": "yes"}]
