@@ -11,20 +11,15 @@ import re
 from dataclasses import dataclass
 from typing import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
-
 _LOG_KEY = re.compile(r"^AWSLogs/(?:(?P<org>o-[a-z0-9]{10,32})/)?(?P<account>\d{12})/CloudTrail/")
 _DIGEST = re.compile(r"^AWSLogs/(?:o-[a-z0-9]{10,32}/)?\d{12}/CloudTrail-(?:Digest|Insight)/")
+#: ``STAGEWARDEN_<NAME>`` (set by template.yaml) -> what a valid value looks like
+_ENV = {"account_id": re.compile(r"^\d{12}$"), "stack_name": re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,127}$"),
+        "trail_bucket": re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")}
 
 
-class DeploymentEnv(BaseModel):
-    """``STAGEWARDEN_ACCOUNT_ID``, ``STAGEWARDEN_STACK_NAME``, ``STAGEWARDEN_TRAIL_BUCKET`` (template.yaml)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    account_id: str | None = Field(default=None, pattern=r"^\d{12}$")
-    stack_name: str | None = Field(default=None, min_length=1, max_length=128)
-    trail_bucket: str | None = Field(default=None, min_length=3, max_length=63)
+class DeploymentError(ValueError):
+    """An environment variable of the deployment is set but invalid (named)."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +30,19 @@ class Deployment:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Deployment":
+        """``STAGEWARDEN_ACCOUNT_ID``, ``STAGEWARDEN_STACK_NAME``, ``STAGEWARDEN_TRAIL_BUCKET``; unset means unknown.
+
+        Checked by pattern, not a pydantic model: this runs in every cold start.
+        """
         env = os.environ if environ is None else environ
-        values = {name: env.get(f"STAGEWARDEN_{name.upper()}") or None for name in DeploymentEnv.model_fields}
-        parsed = DeploymentEnv.model_validate(values)
-        return cls(parsed.account_id, parsed.stack_name, parsed.trail_bucket)
+        values: dict[str, str | None] = {}
+        for name, pattern in _ENV.items():
+            var = f"STAGEWARDEN_{name.upper()}"
+            value = env.get(var) or None
+            if value is not None and not pattern.match(value):
+                raise DeploymentError(f"environment variable {var} is invalid ({value[:80]!r})")
+            values[name] = value
+        return cls(values["account_id"], values["stack_name"], values["trail_bucket"])
 
     def owns(self, name: str | None) -> bool:
         """Is this (function, rule, role) name one of the stack's own? CloudFormation names them ``<stack>-<LogicalId>-…``."""

@@ -40,3 +40,12 @@ def test_the_deployment_is_read_from_the_environment() -> None:
     assert d == Deployment("123456789012", "sw", "trail-bucket")
     assert d.owns("sw-ExfilLogFileRule-1") and d.owns("arn:aws:lambda:us-east-1:1:function:sw-F") and not d.owns("swx-F")
     assert Deployment.from_env({}) == Deployment()
+
+
+def test_an_invalid_deployment_variable_is_named() -> None:
+    import pytest
+
+    from exfil import deployment  # one module object for both (function tests re-import exfil as a cold start would)
+
+    with pytest.raises(deployment.DeploymentError, match="STAGEWARDEN_ACCOUNT_ID"):
+        deployment.Deployment.from_env({"STAGEWARDEN_ACCOUNT_ID": "12"})
