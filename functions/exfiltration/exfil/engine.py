@@ -113,6 +113,29 @@ class _Agg:
         return sorted(str(v) for v in values if v is not None)
 
 
+class _InstanceUse:
+    """Where an EC2 instance's credentials were used from outside, in one file (samples, bounded)."""
+
+    __slots__ = ("ident", "events", "first", "last", "ips", "endpoints", "calls", "agents", "stage")
+
+    def __init__(self, ident: Identity) -> None:
+        self.ident = ident
+        self.events, self.first, self.last = 0, 1 << 62, 0
+        self.ips: set[str] = set()
+        self.endpoints: set[str] = set()
+        self.calls: set[str] = set()
+        self.agents: set[str] = set()
+        self.stage: str | None = None
+
+    def add(self, rec: dict[str, Any], minute: int, vpce: Any) -> None:
+        self.events += 1
+        self.first, self.last = min(self.first, minute), max(self.last, minute)
+        for values, value in ((self.ips, rec.get("sourceIPAddress")), (self.endpoints, vpce),
+                              (self.calls, f"{rec.get('eventSource')}:{rec.get('eventName')}"), (self.agents, rec.get("userAgent"))):
+            if value and len(values) < SAMPLE:
+                values.add(str(value))
+
+
 def _iso(minute: int) -> str:
     return datetime.fromtimestamp(minute * 60, timezone.utc).strftime("%Y-%m-%dT%H:%M:00Z")
 
@@ -150,7 +173,7 @@ class Detector:
         self._aggs: dict[str, dict[Any, _Agg]] = {name: {} for name in self.policy.stages}
         self._minute_of: dict[Any, int] = {}
         self._singles: list[tuple[Verdict, dict[str, Any]]] = []
-        self._instance: dict[str, tuple[Identity, list[dict[str, Any]]]] = {}
+        self._instance: dict[str, _InstanceUse] = {}
         self._malformed: list[int] = []
         self._malformed_reasons: dict[str, int] = {}
         self.records_seen = 0
@@ -389,12 +412,19 @@ class Detector:
         akey = (ui.get("arn"), ctx.get("sourceIdentity") if ctx.__class__ is dict else None, "instance")
         ident = self._identities.get(akey)
         if ident is None:
+            if len(self._identities) > 200_000:
+                self._identities.clear()
             ident = self._identities[akey] = identity_of(ui)
         if not ident.instance:
             return
-        event_minute(rec.get("eventTime"))
-        entry = self._instance.setdefault(ident.key, (ident, []))
-        entry[1].append(rec)
+        minute = event_minute(rec.get("eventTime"))
+        seen = self._instance.get(ident.key)
+        if seen is None:
+            seen = self._instance[ident.key] = _InstanceUse(ident)
+        seen.add(rec, minute, vpce)
+        if seen.stage is None:  # the stage of the data it touched, if any: its containment follows that stage's policy
+            rp = rec.get("requestParameters")
+            seen.stage = self.stage_of_bucket(rp.get("bucketName")) if rp.__class__ is dict else None
 
     def _single(self, rec: dict[str, Any], name: str) -> None:
         rules = SINGLE_EVENT_RULES.get((rec.get("eventSource"), name))
@@ -414,8 +444,8 @@ class Detector:
             for stage_name, by_key in self._aggs.items():
                 if by_key:
                     decisions += self._window_decisions(stage_name, by_key, source)
-            for ident, recs in self._instance.values():
-                decisions.append(self._instance_decision(ident, recs, source))
+            for use in self._instance.values():
+                decisions.append(self._instance_decision(use, source))
             for verdict, rec in self._singles:
                 try:
                     decisions.append(self._single_decision(verdict, rec, source))
@@ -567,25 +597,17 @@ class Detector:
                  human_events=agg.human)
         return out
 
-    def _instance_decision(self, ident: Identity, recs: list[dict[str, Any]], source: str) -> Decision:
-        times = [event_time(r.get("eventTime")) for r in recs]
-        ips = sorted({str(r.get("sourceIPAddress")) for r in recs})
-        endpoints = sorted({str(r.get("vpcEndpointId")) for r in recs if r.get("vpcEndpointId")})
-        calls = sorted({f"{r.get('eventSource')}:{r.get('eventName')}" for r in recs})
-        stage_name = None
-        for r in recs:
-            rp = r.get("requestParameters")
-            stage_name = self.stage_of_bucket(rp.get("bucketName")) if isinstance(rp, dict) else None
-            if stage_name:
-                break
-        stage_name = stage_name or stage_for_role(self.policy, ident.role_name or "").stage
+    def _instance_decision(self, use: _InstanceUse, source: str) -> Decision:
+        ident = use.ident
+        stage_name = use.stage or stage_for_role(self.policy, ident.role_name or "").stage
+        ips = sorted(use.ips)
         finding = self._finding(
             "exfil.instance-credentials", "high", stage_name, ident.role_arn or ident.principal, ident,
-            f"Credentials of EC2 instance {ident.session} (role {ident.role_name}) were used {len(recs)} time(s) from "
+            f"Credentials of EC2 instance {ident.session} (role {ident.role_name}) were used {use.events} time(s) from "
             f"{', '.join(ips[:3])}, outside the organisation's networks and VPC endpoints.",
-            {"source_ips": ips, "vpc_endpoints": endpoints, "calls": calls, "events": len(recs), "instance_id": ident.session,
-             "user_agents": sorted({str(r.get("userAgent")) for r in recs})[:SAMPLE], "log_file": source,
-             "session_names": [ident.session]}, min(times), max(times))
+            {"source_ips": ips, "vpc_endpoints": sorted(use.endpoints), "calls": sorted(use.calls), "events": use.events,
+             "instance_id": ident.session, "user_agents": sorted(use.agents), "log_file": source,
+             "session_names": [ident.session]}, _dt(use.first), _dt(use.last))
         return self._decide(finding, stage_name, ident, perimeter=True)
 
     def _single_decision(self, verdict: Verdict, rec: dict[str, Any], source: str) -> Decision:
