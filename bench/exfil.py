@@ -139,7 +139,7 @@ def dynamodb_writes() -> dict:
     from moto import mock_aws
 
     from stagewarden.cfn import load_template, parameter_defaults
-    from stagewarden.emulator import CREDENTIALS, LocalState, Provisioner
+    from stagewarden.emulator import CREDENTIALS, LOCAL_PARAMETERS, LocalState, Provisioner
     from stagewarden.invoke import function_spec, invoke
 
     os.environ.update({**CREDENTIALS, "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_METRICS_DISABLED": "true",
@@ -148,7 +148,7 @@ def dynamodb_writes() -> dict:
     with mock_aws():
         template = load_template(ROOT / "template.yaml")
         state = LocalState(endpoint="", pid=None)
-        state.parameters = parameter_defaults(template, {"LogLevel": "WARNING"})
+        state.parameters = parameter_defaults(template, {**LOCAL_PARAMETERS, "LogLevel": "WARNING"})
         Provisioner(template, state, boto3.client).run()
         s3 = boto3.client("s3")
         s3.put_object(Bucket=state.refs["PolicyBucket"], Key="policy.yaml", Body=(ROOT / "policy.example.yaml").read_bytes())
