@@ -161,10 +161,11 @@ class Demo:
         print(f"ExfiltrationFunction polled {result.received} message(s) from its queue, {result.failed} failed")
         delivered = self.drain(inbox)
         self.show(delivered)
-        deny = iam.get_role_policy(RoleName=role, PolicyName="StagewardenRevokeOlderSessions")["PolicyDocument"]
-        deny = json.loads(deny) if isinstance(deny, str) else deny
-        print(f"  role {role} now has inline policy StagewardenRevokeOlderSessions: Deny * when aws:TokenIssueTime < "
-              f"{deny['Statement'][0]['Condition']['DateLessThan']['aws:TokenIssueTime']}")
+        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+            deny = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+            deny = json.loads(deny) if isinstance(deny, str) else deny
+            print(f"  role {role} now has inline policy {name}: Deny * when "
+                  f"{json.dumps(deny['Statement'][0]['Condition'])} (her session only; colleagues on the role keep working)")
         rules = sorted({d["finding"]["rule"] for d in delivered})
         if "exfil.bulk-download" not in rules:
             raise RuntimeError(f"bulk download not detected (got {rules})")
@@ -192,7 +193,7 @@ class Demo:
         if "999988887777" in after:
             raise RuntimeError("backdoor bucket policy was not reverted")
         return [
-            f"exfiltration: bulk download detected ({', '.join(rules)}), sessions of {role} revoked",
+            f"exfiltration: bulk download detected ({', '.join(rules)}), alice's session on {role} denied",
             f"exfiltration: backdoor bucket policy on {bucket} detected and reverted",
         ] + self.schema_gate(inbox, bucket)
 

@@ -1,8 +1,13 @@
-"""`stagewarden scan cloudtrail`: the exfiltration rules over exported CloudTrail logs, state in memory."""
+"""`stagewarden scan cloudtrail`: the exfiltration rules over exported CloudTrail logs, state in memory.
+
+Never a traceback: a file that cannot be read, or whose processing fails for any reason,
+becomes an ``input.malformed`` finding about that file, and the scan goes on.
+"""
 
 from __future__ import annotations
 
 import codecs
+import os
 import zlib
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -10,6 +15,7 @@ from typing import Iterable, Iterator
 from exfil.engine import Decision, Detector, MemoryWindowStore
 from exfil.reader import ReadStats, cyclic_gc_paused, iter_batches
 
+from stage_policy.errors import describe
 from stage_policy.loader import validate_document
 from stage_policy.model import Policy
 from stage_policy.presets import PRESETS
@@ -33,19 +39,25 @@ def expand(paths: Iterable[str]) -> list[Path]:
     Mistakes raise :class:`UsageError`: a missing path, a file named on the command line
     that is no CloudTrail log at all (see :func:`check_log_file`), nothing to scan. A log
     file that is damaged (truncated, a malformed record) is not a mistake: the scan reports
-    it as an ``input.malformed`` finding and reads every other record.
+    it as an ``input.malformed`` finding and reads every other record; so is a file in a
+    folder that cannot be read (a sub-folder that cannot be listed is kept as a path).
     """
     paths = list(paths)
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            out += sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith(_SUFFIXES))
+            found: list[Path] = []
+            for folder, _dirs, files in os.walk(path, onerror=lambda exc: found.append(Path(exc.filename or raw))):
+                found += [Path(folder) / f for f in files if f.endswith(_SUFFIXES)]
+            out += sorted(found)
         elif path.is_file():
             check_log_file(path)
             out.append(path)
-        else:
+        elif not path.exists():
             raise UsageError(f"{raw}: no such file or folder{HINT}check the path")
+        else:
+            out.append(path)  # a socket, a fifo: its read fails into a finding
     if not out:
         where = "this folder" if len(paths) == 1 else "these folders"
         raise UsageError(f"{', '.join(paths)}: no CloudTrail log files (*{', *'.join(_SUFFIXES)}) in {where}{HINT}"
@@ -89,13 +101,21 @@ def scan(files: list[Path], policy: Policy) -> Iterator[tuple[Path, ReadStats, l
     detector = Detector(policy, MemoryWindowStore())
     for path in files:
         stats = ReadStats()
-        try:
-            with path.open("rb") as fh, cyclic_gc_paused():
-                for batch in iter_batches(fh, stats):
-                    detector.feed(batch)
-        except OSError as exc:
-            stats.issue("unreadable", f"cannot read ({exc.strerror or exc})")
-        yield path, stats, detector.finish(str(path), stats)
+        with cyclic_gc_paused():  # records and window states are acyclic: see exfil.reader.cyclic_gc_paused
+            try:
+                with path.open("rb") as fh:
+                    for batch in iter_batches(fh, stats):
+                        detector.feed(batch)
+            except OSError as exc:
+                stats.issue("unreadable", f"cannot read ({exc.strerror or exc})")
+            except Exception as exc:  # noqa: BLE001 - never a traceback: the file is reported, the scan goes on
+                stats.issue("unreadable", f"processing failed ({describe(exc)})")
+            try:
+                decisions = detector.finish(str(path), stats)
+            except Exception as exc:  # noqa: BLE001 - the memory window store cannot fail; anything else is reported
+                stats.issue("unreadable", f"processing failed ({describe(exc)})")
+                decisions = Detector(policy, MemoryWindowStore()).finish(str(path), stats)
+        yield path, stats, decisions
 
 
 def one_per_incident(decisions: Iterable[Decision]) -> list[Decision]:

@@ -124,7 +124,7 @@ def test_the_demo_runs_every_step(tmp_path: Path) -> None:
     assert "delivered to subscriber: [critical] policy.invalid" in proc.stdout
     assert "(same incident: no second alert)" in proc.stdout
     assert "alert [high] exfil.bulk-download stage=prod-discovery" in proc.stdout
-    assert "role DataScientistAlice now has inline policy StagewardenRevokeOlderSessions" in proc.stdout
+    assert "role DataScientistAlice now has inline policy StagewardenDenySession-" in proc.stdout
     assert "alert [high] exfil.bucket-policy-external" in proc.stdout
     assert "bucket policy of acme-lab-data now: (no bucket policy)" in proc.stdout
     assert "promoted: validated/transactions/2026-11-22/good.csv" in proc.stdout
@@ -155,4 +155,4 @@ def test_a_delivered_log_file_flows_through_eventbridge_and_sqs_to_the_function(
     summary = json.loads(proc.stdout[proc.stdout.index('{\n  "batches"'):])
     assert summary["messages"] == 1 and summary["failed"] == 0
     policies = client("iam", state).list_role_policies(RoleName="DataScientistAlice")["PolicyNames"]
-    assert policies == ["StagewardenRevokeOlderSessions"]
+    assert len(policies) == 1 and policies[0].startswith("StagewardenDenySession-")

@@ -7,17 +7,79 @@ describes them) and records each in the audit ledger.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, ClassVar
 
-from exfil.rules import external_statements
+from exfil.rules import RuleContext, as_list, external_statements
 
 from stage_policy.actions import Action, Clients
 from stage_policy.errors import is_code
 
 REVOKE_POLICY_NAME = "StagewardenRevokeOlderSessions"
+DENY_SESSION_PREFIX = "StagewardenDenySession-"
+
+
+@dataclass(frozen=True)
+class DenySession(Action):
+    """Deny everything to one session of a shared role; its colleagues keep working.
+
+    An inline policy on the role, one per session (so containing a second session never
+    overwrites the first): ``Deny *`` where ``aws:userid`` is ``<role id>:<session name>``
+    (what IAM sets for every request of that session, and again for the same session name
+    after a re-assume), and a second statement on ``aws:SourceIdentity`` when the session
+    carries one (it survives role chaining and a new session name). For EC2 instance
+    credentials (``perimeter``) the deny applies only outside the organisation's networks
+    and VPC endpoints, so the instance keeps working while its stolen credentials do not.
+    """
+
+    kind: ClassVar[str] = "deny-session"
+    permissions: ClassVar[tuple[str, ...]] = ("iam:PutRolePolicy",)
+    cap: ClassVar[str] = "revocations"
+
+    role_id: str = ""
+    session: str = ""
+    source_identity: str | None = None
+    perimeter: tuple[str, ...] | None = None  # allowed CIDRs: deny only outside them and outside VPC endpoints
+
+    @property
+    def userid(self) -> str:
+        return f"{self.role_id}:{self.session}"
+
+    @property
+    def policy_name(self) -> str:
+        digest = hashlib.sha256(f"{self.userid}|{self.source_identity or ''}".encode()).hexdigest()[:16]
+        return DENY_SESSION_PREFIX + digest
+
+    def document(self) -> dict[str, Any]:
+        condition: dict[str, Any] = {"StringEquals": {"aws:userid": self.userid}}
+        if self.perimeter is not None:
+            condition["Null"] = {"aws:SourceVpce": "true"}
+            condition["Bool"] = {"aws:ViaAWSService": "false"}
+            if self.perimeter:
+                condition["NotIpAddress"] = {"aws:SourceIp": list(self.perimeter)}
+        statements = [{"Sid": "DenySession", "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": condition}]
+        if self.source_identity:
+            statements.append({"Sid": "DenySourceIdentity", "Effect": "Deny", "Action": "*", "Resource": "*",
+                               "Condition": {"StringEquals": {"aws:SourceIdentity": self.source_identity}}})
+        return {"Version": "2012-10-17", "Statement": statements}
+
+    def identity(self) -> tuple[Any, ...]:
+        return (type(self).__name__, self.target, self.userid, self.source_identity)
+
+    def _what(self) -> str:
+        where = " outside the organisation's networks and VPC endpoints" if self.perimeter is not None else ""
+        also = f", aws:SourceIdentity = {self.source_identity}" if self.source_identity else ""
+        return f"session {self.session} of role {self.target}{where} (inline policy {self.policy_name}: aws:userid = {self.userid}{also})"
+
+    def describe(self) -> str:
+        return "deny " + self._what()
+
+    def apply(self, clients: Clients) -> str:
+        clients("iam").put_role_policy(RoleName=self.target, PolicyName=self.policy_name, PolicyDocument=json.dumps(self.document()))
+        return "denied " + self._what()
 
 
 @dataclass(frozen=True)
@@ -51,6 +113,8 @@ class RevertBucketPolicy(Action):
     permissions: ClassVar[tuple[str, ...]] = ("s3:GetBucketPolicy", "s3:PutBucketPolicy", "s3:DeleteBucketPolicy")
 
     inside: tuple[str, ...] = ()
+    org_id: str | None = None
+    vpc_endpoints: tuple[str, ...] = ()
 
     def describe(self) -> str:
         return f"remove the external statements from the bucket policy of {self.target}"
@@ -63,10 +127,11 @@ class RevertBucketPolicy(Action):
             if is_code(exc, "NoSuchBucketPolicy"):
                 return f"bucket policy of {self.target} is already gone"
             raise
-        bad = [st for st, _ in external_statements(current, set(self.inside))]
+        ctx = RuleContext(self.inside, self.org_id, frozenset(self.vpc_endpoints))
+        bad = [st for st, _ in external_statements(current, set(self.inside), ctx)]
         if not bad:
             return f"bucket policy of {self.target} no longer grants external access"
-        kept = [st for st in current.get("Statement", []) if st not in bad]
+        kept = [st for st in as_list(current.get("Statement")) if st not in bad]  # one object or a list
         if kept:
             s3.put_bucket_policy(Bucket=self.target, Policy=json.dumps({**current, "Statement": kept}))
         else:
@@ -92,16 +157,18 @@ class RevertReplication(Action):
     kind: ClassVar[str] = "revert-replication"
     permissions: ClassVar[tuple[str, ...]] = ("s3:GetReplicationConfiguration", "s3:PutReplicationConfiguration")
 
-    accounts: tuple[str, ...] = ()
+    destinations: tuple[str, ...] = ()  # destination bucket ARNs outside the organisation's stages
 
     def describe(self) -> str:
-        return f"remove replication rules of {self.target} to external accounts ({', '.join(self.accounts)})"
+        return f"remove replication rules of {self.target} to {', '.join(self.destinations)[:300]}"
 
     def apply(self, clients: Clients) -> str:
+        from stage_policy.mapping import bucket_name
+
         s3 = clients("s3")
         config = s3.get_bucket_replication(Bucket=self.target)["ReplicationConfiguration"]
-        accounts = set(self.accounts)
-        kept = [r for r in config.get("Rules", []) if (r.get("Destination") or {}).get("Account") not in accounts]
+        outside = {bucket_name(d) for d in self.destinations}
+        kept = [r for r in config.get("Rules", []) if bucket_name(str((r.get("Destination") or {}).get("Bucket") or "")) not in outside]
         if kept:
             s3.put_bucket_replication(Bucket=self.target, ReplicationConfiguration={**config, "Rules": kept})
         else:
@@ -165,17 +232,20 @@ class UnshareDbClusterSnapshot(_Unshare):
         return f"removed restore permission on {self.target} for {', '.join(self.accounts)}"
 
 
-ACTIONS: tuple[type[Action], ...] = (RevokeSessions, RevertBucketPolicy, RevertBucketAcl, RevertReplication,
+ACTIONS: tuple[type[Action], ...] = (DenySession, RevokeSessions, RevertBucketPolicy, RevertBucketAcl, RevertReplication,
                                      UnshareSnapshot, UnshareImage, UnshareDbSnapshot, UnshareDbClusterSnapshot)
 _BY_KIND = {cls.kind: cls for cls in ACTIONS}
 
 
-def from_undo(undo: dict[str, Any]) -> Action:
+def from_undo(undo: dict[str, Any], ctx: RuleContext | None = None) -> Action:
     """The action that reverts what a single-event rule found (``Verdict.undo``)."""
     cls = _BY_KIND[undo["kind"]]
     target = undo.get("bucket") or undo["target"]
     if cls is RevertBucketPolicy:
-        return RevertBucketPolicy(target, inside=tuple(undo.get("inside", ())))
-    if issubclass(cls, (RevertReplication, _Unshare)):
+        return RevertBucketPolicy(target, inside=tuple(undo.get("inside", ())), org_id=ctx.org_id if ctx else None,
+                                  vpc_endpoints=tuple(sorted(ctx.vpc_endpoints)) if ctx else ())
+    if cls is RevertReplication:
+        return RevertReplication(target, destinations=tuple(undo.get("destinations", ())))
+    if issubclass(cls, _Unshare):
         return cls(target, accounts=tuple(undo.get("accounts", ())))
     return cls(target)

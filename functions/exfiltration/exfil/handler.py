@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from functools import partial
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from exfil.actions import ACTIONS
+from exfil.deployment import Deployment
 from exfil.pipeline import Ports, decide, replay_key
 from exfil.ports import DynamoWindowStore, GrantLookup, LogFileSource
 
@@ -25,7 +26,14 @@ USES = (LogFileSource, DynamoWindowStore, GrantLookup, *ACTIONS, Executor, Findi
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-rt = Runtime()
+
+class ExfilRuntime(Runtime):
+    @cached_property
+    def deployment(self) -> Deployment:
+        return Deployment.from_env()  # STAGEWARDEN_ACCOUNT_ID, _STACK_NAME, _TRAIL_BUCKET, read once
+
+
+rt = ExfilRuntime()
 
 
 def record_handler(record: SQSRecord, policy: Policy, executor: Executor) -> list[str]:
@@ -34,7 +42,7 @@ def record_handler(record: SQSRecord, policy: Policy, executor: Executor) -> lis
     if key is None:
         return []  # not a CloudTrail log file (digests, other objects)
     ports = Ports(LogFileSource(rt.clients("s3")), DynamoWindowStore(rt.clients("dynamodb"), rt.settings.state_table),
-                  GrantLookup(rt.clients("dynamodb"), rt.settings.state_table), rt.bucket_tags)
+                  GrantLookup(rt.clients("dynamodb"), rt.settings.state_table), rt.bucket_tags, rt.deployment)
 
     def work() -> list[str]:
         findings = settle(decide(event, policy, ports, logger), executor, rt.publish(policy))

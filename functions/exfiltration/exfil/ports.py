@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import struct
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from exfil.engine import WindowState, merge_state
+from exfil.windows import Delta, WindowState, merge_state
 
 from stage_policy import keys
 from stage_policy.errors import is_code
@@ -24,7 +26,16 @@ class LogFileSource:
 
 
 class DynamoWindowStore:
-    """Sliding windows in the state table: one item and one conditional write per (stage, principal) per file."""
+    """Read windows in the state table: one item and one conditional write per (stage, identity) per file.
+
+    Objects are remembered by a 64-bit hash of (bucket, key, version), packed with the
+    minute of their last read (12 bytes each, a binary attribute), so an item stays well
+    under DynamoDB's 400 KB at :data:`~exfil.windows.SEEN_CAP` objects.
+
+    Idempotent per log file: the item remembers the last :data:`FILES_KEPT` files merged
+    into it (``delta.source``), so a retried file (its containment failed, SQS delivers it
+    again) adds neither its objects nor its bytes a second time.
+    """
 
     permissions = ("dynamodb:GetItem", "dynamodb:PutItem")
 
@@ -32,22 +43,34 @@ class DynamoWindowStore:
         self._ddb, self._table, self._retries = ddb, table, retries
         self.writes = 0
 
-    def merge(self, stage: str, principal: str, minutes: dict[int, list[int]], families: dict[str, int],
-              keep_after: int) -> WindowState:
-        key = keys.exfil_window(stage, principal)
+    def merge(self, stage: str, identity: str, delta: Delta) -> WindowState:
+        # identities are session ARNs (+ sourceIdentity); an implausibly long one is hashed, within the key limit
+        key = keys.exfil_window(stage, identity if len(identity) <= 1024 else "sha256:" + hashlib.sha256(identity.encode()).hexdigest())
+        hashed = Delta({object_hash(o): m for o, m in delta.objects.items()}, delta.minutes, delta.agents, delta.first,
+                       delta.keep_after, delta.source)
+        mark = hashlib.sha256(delta.source.encode()).hexdigest()[:16] if delta.source else None
         for _ in range(self._retries):
             item = self._ddb.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
             old, version = _decode(item)
-            state = merge_state(old, minutes, families, keep_after)
-            newest = max(state.minutes, default=keep_after)
+            files = json.loads(item["files"]["S"]) if item and "files" in item else []
+            if mark is not None and mark in files and old is not None:
+                old.new_families = ()
+                return old  # this file was merged already (a retry): nothing to add, nothing to write
+            state = merge_state(old, hashed, prune_every=0)
+            newest = max(state.minutes, default=delta.keep_after)
             body = {
                 "minutes": {"S": json.dumps({str(m): v for m, v in state.minutes.items()}, separators=(",", ":"))},
+                "hours": {"S": json.dumps({str(h): v for h, v in state.hours.items()}, separators=(",", ":"))},
                 "families": {"S": json.dumps(state.families, separators=(",", ":"))},
                 "first_seen": {"N": str(state.first_seen)},
                 "version": {"N": str(version + 1)},
                 # windows are perishable; learned client families live for a learning period past the last read
                 "expires_at": {"N": str((newest + 400 * 1440) * 60)},
             }
+            if state.seen:
+                body["seen"] = {"B": b"".join(_SEEN.pack(h, m) for h, m in state.seen.items())}
+            if mark is not None:
+                body["files"] = {"S": json.dumps((files + [mark])[-FILES_KEPT:])}
             try:
                 self.writes += 1
                 self._ddb.put_item(
@@ -59,19 +82,36 @@ class DynamoWindowStore:
             except Exception as exc:
                 if not is_code(exc, "ConditionalCheckFailedException"):
                     raise
-        raise RuntimeError(f"window {stage}/{principal}: too much contention ({self._retries} conflicting writes)")
+        raise RuntimeError(f"window {stage}/{identity}: too much contention ({self._retries} conflicting writes)")
+
+
+_SEEN = struct.Struct("<QI")
+#: log files remembered per window item (retries arrive within minutes; 5 receives at most before the DLQ)
+FILES_KEPT = 32
+
+
+def object_hash(obj: Any) -> int:
+    """A stable 64-bit id of an object (bucket, key, version): the same in every container."""
+    bucket, key, version = obj
+    raw = f"{bucket}\x00{key}\x00{version or ''}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little")
 
 
 def _decode(item: dict[str, Any] | None) -> tuple[WindowState | None, int]:
     if not item:
         return None, 0
     minutes = {int(m): v for m, v in json.loads(item["minutes"]["S"]).items()}
-    state = WindowState(minutes, json.loads(item["families"]["S"]), int(item["first_seen"]["N"]))
+    hours = {int(h): v for h, v in json.loads(item.get("hours", {}).get("S", "{}")).items()}
+    raw = item.get("seen", {}).get("B", b"")
+    seen = {h: m for h, m in _SEEN.iter_unpack(raw[: len(raw) - len(raw) % _SEEN.size])}
+    slots = list(minutes.values()) + list(hours.values())
+    state = WindowState(minutes, hours, seen, json.loads(item["families"]["S"]), int(item["first_seen"]["N"]),
+                        [sum(v[0] for v in slots), sum(v[1] for v in slots)])
     return state, int(item["version"]["N"])
 
 
 class GrantLookup:
-    """Is there an active break-glass grant for this principal (items written by the break-glass function)?"""
+    """Is there an active break-glass grant for this role (items written by the break-glass function)?"""
 
     permissions = ("dynamodb:GetItem",)
 
@@ -79,8 +119,11 @@ class GrantLookup:
         self._ddb, self._table = ddb, table
         self._cache: dict[str, int] = {}
 
-    def active(self, principal: str, when: str) -> bool:
-        role = principal.rsplit("/", 1)[-1]
+    def active(self, role: str, when: Any) -> bool:
+        """``role``: a role name (or the ARN of a non-role principal, which has no grants)."""
+        role = role.rsplit("/", 1)[-1]
+        if not isinstance(when, str):
+            return False
         if role not in self._cache:
             item = self._ddb.get_item(TableName=self._table, Key=keys.breakglass_grant(role)).get("Item")
             self._cache[role] = int(item["expires_at"]["N"]) if item else 0

@@ -24,12 +24,16 @@ from typing import Any, BinaryIO, Iterator
 import orjson
 
 CHUNK = 1 << 20
+#: Default bound of decompressed bytes per file (CloudTrail's own files stay far below it).
+MAX_INFLATED = 2 << 30
+#: A single record larger than this is skipped (CloudTrail's records are kilobytes).
+MAX_RECORD = 32 << 20
 _PREFIX = b'{"Records":['
 
 
 @dataclass
 class ReadIssue:
-    kind: str  # malformed-record | truncated | not-json | not-cloudtrail
+    kind: str  # malformed-record | truncated | not-json | not-cloudtrail | inflate-limit | unreadable
     detail: str
     position: int | None = None
 
@@ -74,29 +78,42 @@ def _raw_chunks(fileobj: BinaryIO, stats: ReadStats) -> Iterator[bytes]:
         yield chunk
 
 
-def _decompressed(fileobj: BinaryIO, stats: ReadStats) -> Iterator[bytes]:
-    """Plain or gzip (multi-member too) to plain chunks; a truncated gzip is an issue, not an error."""
+def _decompressed(fileobj: BinaryIO, stats: ReadStats, limit: int) -> Iterator[bytes]:
+    """Plain or gzip (multi-member too) to plain chunks of at most 1 MiB, at most ``limit`` bytes in all.
+
+    A truncated gzip is an issue, not an error; so is the limit.
+    """
+    for chunk in _inflate(fileobj, stats):
+        room = limit - stats.uncompressed_bytes
+        if len(chunk) > room:
+            if room > 0:
+                stats.uncompressed_bytes += room
+                yield chunk[:room]
+            stats.issue("inflate-limit", f"the file inflates beyond {limit} bytes; the rest was not read")
+            return
+        stats.uncompressed_bytes += len(chunk)
+        yield chunk
+
+
+def _inflate(fileobj: BinaryIO, stats: ReadStats) -> Iterator[bytes]:
     raw = _raw_chunks(fileobj, stats)
     first = next(raw, b"")
     if first[:2] != b"\x1f\x8b":
         if first:
-            stats.uncompressed_bytes += len(first)
             yield first
-        for chunk in raw:
-            stats.uncompressed_bytes += len(chunk)
-            yield chunk
+        yield from raw
         return
     decomp = zlib.decompressobj(wbits=31)
     pending: bytes | None = first
     while pending is not None:
         try:
-            out = decomp.decompress(pending)
+            out = decomp.decompress(pending, CHUNK)  # bounded output per call: a bomb cannot inflate at once
+            while out:
+                yield out
+                out = decomp.decompress(decomp.unconsumed_tail, CHUNK) if decomp.unconsumed_tail else b""
         except zlib.error as exc:
             stats.issue("truncated", f"gzip stream is corrupt ({exc})")
             return
-        if out:
-            stats.uncompressed_bytes += len(out)
-            yield out
         if decomp.eof:  # a member ended; CloudTrail files have one, concatenated files several
             rest = decomp.unused_data
             decomp = zlib.decompressobj(wbits=31)
@@ -130,10 +147,16 @@ class _ChunkReader(io.RawIOBase):
         return n
 
 
-def iter_batches(fileobj: BinaryIO, stats: ReadStats | None = None) -> Iterator[list[dict[str, Any]]]:
-    """Yield lists of record dicts; problems go to ``stats.issues``."""
+def iter_batches(fileobj: BinaryIO, stats: ReadStats | None = None,
+                 max_inflated: int = MAX_INFLATED) -> Iterator[list[Any]]:
+    """Yield lists of records in file order; problems reading the file go to ``stats.issues``.
+
+    Records are passed on as parsed, objects or not: the detector checks each one and
+    counts the bad ones by index (so indexes are positions in the file's records).
+    Only what is not JSON at all is reported here, by position.
+    """
     stats = stats if stats is not None else ReadStats()
-    chunks = _decompressed(fileobj, stats)
+    chunks = _decompressed(fileobj, stats, max_inflated)
     head = b""
     for chunk in chunks:
         head += chunk
@@ -179,6 +202,7 @@ def _first_line_is_document(head: bytes, chunks_peek: bytes) -> bool:
 def _canonical(chunks: Iterator[bytes], stats: ReadStats) -> Iterator[list[dict[str, Any]]]:
     buf = b""
     sep = b""
+    skipping = False  # inside a record larger than MAX_RECORD: drop bytes up to the next separator
     for chunk in chunks:
         buf = buf + chunk if buf else chunk
         if not sep:
@@ -191,12 +215,24 @@ def _canonical(chunks: Iterator[bytes], stats: ReadStats) -> Iterator[list[dict[
                 continue
             sep = b"," + body[:close + 1]  # e.g. b',{"eventVersion"'
             buf = body
+        if skipping:
+            at = buf.find(sep)
+            if at < 0:
+                buf = buf[-len(sep):]
+                continue
+            buf, skipping = buf[at + 1:], False
         cut = buf.rfind(sep)
         if cut > 0:
             batch = _parse_batch(buf[:cut], sep, stats)
             if batch:
                 yield batch
             buf = buf[cut + 1:]
+        elif len(buf) > MAX_RECORD:
+            stats.issue("malformed-record", f"record {stats.records + 1} is larger than {MAX_RECORD} bytes; skipped",
+                        stats.records + 1)
+            buf, skipping = buf[-len(sep):], True
+    if skipping:
+        return
     tail = buf.rstrip()
     if tail.endswith(b"]}"):
         tail = tail[:-2]
@@ -213,12 +249,10 @@ def _parse_batch(data: bytes, sep: bytes, stats: ReadStats) -> list[dict[str, An
         records = orjson.loads(b"[" + data + b"]")
     except orjson.JSONDecodeError:
         records = _parse_pieces(data, sep, stats)
-    good = [r for r in records if isinstance(r, dict)]
-    if len(good) != len(records):
-        stats.issue("malformed-record", f"{len(records) - len(good)} record(s) are not JSON objects", stats.records)
-    stats.records += len(good)
+    # items that are not objects are passed on: the detector counts them, by index, with every other bad record
+    stats.records += len(records)
     stats.batches += 1
-    return good
+    return records
 
 
 def _parse_pieces(data: bytes, sep: bytes, stats: ReadStats) -> list[Any]:
@@ -250,6 +284,10 @@ def _json_lines(chunks: Iterator[bytes], stats: ReadStats) -> Iterator[list[dict
         buf += chunk
         lines = buf.split(b"\n")
         buf = lines.pop()
+        if len(buf) > MAX_RECORD:  # one line larger than any record: skipped, not buffered
+            stats.issue("malformed-record", f"line {line_no + len(lines) + 1} is larger than {MAX_RECORD} bytes; skipped",
+                        line_no + len(lines) + 1)
+            buf = b""
         batch = _parse_lines(lines, line_no, stats)
         line_no += len(lines)
         if batch:
@@ -271,11 +309,9 @@ def _parse_lines(lines: list[bytes], first_line: int, stats: ReadStats) -> list[
             stats.issue("malformed-record", f"line {first_line + offset + 1} is not valid JSON ({exc})", first_line + offset + 1)
             continue
         if isinstance(doc, dict) and isinstance(doc.get("Records"), list):
-            out.extend(r for r in doc["Records"] if isinstance(r, dict))
-        elif isinstance(doc, dict):
-            out.append(doc)
+            out.extend(doc["Records"])
         else:
-            stats.issue("malformed-record", f"line {first_line + offset + 1} is not a JSON object", first_line + offset + 1)
+            out.append(doc)  # not an object: counted by the detector, by index
     stats.records += len(out)
     stats.batches += 1
     return out
@@ -287,10 +323,7 @@ def _ijson(chunks: Iterator[bytes], stats: ReadStats, prefix: str) -> Iterator[l
     batch: list[dict[str, Any]] = []
     try:
         for item in ijson.items(_ChunkReader(chunks), prefix, use_float=True):
-            if isinstance(item, dict):
-                batch.append(item)
-            else:
-                stats.issue("malformed-record", "an item of the records array is not a JSON object", stats.records + len(batch))
+            batch.append(item)  # not an object: counted by the detector, by index
             if len(batch) >= 1000:
                 stats.records += len(batch)
                 stats.batches += 1

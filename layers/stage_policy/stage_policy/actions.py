@@ -84,6 +84,9 @@ class Decision:
     stage: str | None = None
     #: ``alert`` when the policy asks for alerts only: the finding says so instead of "none".
     response: str = "contain"
+    #: Why nothing is done although the policy would contain (a protected role, another account's role):
+    #: becomes the finding's ``action`` when there are no actions.
+    note: str = ""
 
 
 Status = Literal["done", "dry_run", "skipped", "failed", "duplicate"]

@@ -113,6 +113,8 @@ class Executor:
                 if len(lines) > 20:
                     finding.evidence["actions_omitted"] = len(lines) - 20
                 finding.evidence["mode"] = mode
+            elif decision.note:
+                finding.action = _bounded(decision.note, 1000)
             elif decision.response == "alert":
                 finding.action = "alert only (the policy's response for this stage is alert)"
             else:

@@ -1,4 +1,11 @@
-"""The Finding: one shape for everything Stagewarden reports (DESIGN.md section 4)."""
+"""The Finding: one shape for everything Stagewarden reports (DESIGN.md section 4).
+
+Everything placed into a finding is bounded here, once, whatever the caller passes:
+text is truncated with a marker, lists are capped (in a mapping, ``<key>_omitted`` says
+how many were left out), mappings and nesting are limited, and values JSON cannot hold
+become text. No input can make a finding invalid or oversized (an SNS message is at most
+256 KB), so one hostile record cannot stop a file's other findings.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +24,46 @@ SEVERITY_ORDER: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 
 
 def at_least(severity: str, floor: str) -> bool:
     return SEVERITY_ORDER[severity] >= SEVERITY_ORDER[floor]
+
+
+#: Bounds of what a finding carries.
+MAX_SUMMARY, MAX_TEXT, MAX_ID, MAX_LIST, MAX_KEYS, MAX_DEPTH = 1000, 1000, 2048, 100, 100, 6
+TRUNCATED = " …[truncated]"
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked."""
+    return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def bounded(value: Any, depth: int = 0, counted: bool = False) -> Any:
+    """A JSON-safe copy of ``value`` within the bounds above (``counted``: the caller reports a cut list)."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return clip(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if depth >= MAX_DEPTH:
+        return clip(repr(value), 200)
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        items = list(value.items())
+        for key, item in items[:MAX_KEYS]:
+            key = clip(str(key), 200)
+            if isinstance(item, (list, tuple, set, frozenset)) and len(item) > MAX_LIST:
+                out[f"{key}_omitted"] = len(item) - MAX_LIST
+            out[key] = bounded(item, depth + 1, counted=True)
+        if len(items) > MAX_KEYS:
+            out["keys_omitted"] = len(items) - MAX_KEYS
+        return out
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value) if not isinstance(value, (set, frozenset)) else sorted(value, key=repr)
+        kept = [bounded(v, depth + 1) for v in items[:MAX_LIST]]
+        if len(items) > MAX_LIST and not counted:
+            kept.append(f"…[{len(items) - MAX_LIST} more]")
+        return kept
+    return clip(repr(value), 200)
 
 
 def _now() -> datetime:
@@ -42,14 +89,24 @@ class Finding(BaseModel):
     last_seen: datetime | None = None
     count: int = Field(default=1, ge=1)
 
-    @field_validator("summary", mode="before")
+    @field_validator("summary", "action", mode="before")
     @classmethod
-    def _bound_summary(cls, value: Any) -> Any:
+    def _bound_text(cls, value: Any) -> Any:
         # a summary built from event data (principals, accounts, columns) is cut, never rejected:
         # a finding that cannot be built is a finding lost, and the record with it
-        if isinstance(value, str) and len(value) > 1000:
-            return value[:985] + " …[truncated]"
+        return clip(value, MAX_SUMMARY) if isinstance(value, str) else value
+
+    @field_validator("resource", "principal", "stage", "dedup_key", mode="before")
+    @classmethod
+    def _bound_id(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = clip(value, MAX_ID)
         return value
+
+    @field_validator("evidence", mode="before")
+    @classmethod
+    def _bound_evidence(cls, value: Any) -> Any:
+        return bounded(value) if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _fill(self) -> "Finding":

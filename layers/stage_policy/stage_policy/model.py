@@ -21,6 +21,7 @@ Mode = Literal["enforce", "dry_run"]
 Interactive = Literal["read-write", "read-only", "none"]
 DownloadStance = Literal["allowed", "denied"]
 Response = Literal["alert", "contain"]
+Containment = Literal["session", "role"]
 Severity = Literal["low", "medium", "high", "critical"]
 ColumnType = Literal["int", "float", "string", "bool", "timestamp", "date"]
 DataFormat = Literal["csv", "jsonl", "parquet"]
@@ -35,6 +36,8 @@ STAGE_TAG = "stagewarden:stage"
 BREAK_GLASS_HARD_LIMIT_MINUTES = 12 * 60
 #: Absolute lower bound of ``safety.min_retention_days``.
 ABSOLUTE_RETENTION_FLOOR_DAYS = 1
+#: Daily read budget per session of a ``download: denied`` stage without its own: 10,000 objects or 5 GiB.
+DAILY_DEFAULTS = (10_000, 5 * 1024**3)
 
 
 class _Model(BaseModel):
@@ -90,17 +93,37 @@ class Retention(_Model):
 
 
 class Exfiltration(_Model):
-    """Bulk-download thresholds per principal per sliding window."""
+    """Bulk-download thresholds per session per sliding window, and the daily budget beside it.
+
+    Volume is counted per acting identity (a role session: account + role + session name,
+    plus ``sourceIdentity``), as distinct objects (bucket, key, version) and bytes
+    transferred out. ``daily_max_objects`` / ``daily_max_bytes`` bound what one session
+    may read from the stage in any 24 hours (slow-and-low); unset, a ``download: denied``
+    stage uses :data:`DAILY_DEFAULTS` and a ``download: allowed`` stage has no budget.
+    """
 
     max_objects: int = Field(default=1000, ge=1)
     max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
     window_minutes: int = Field(default=10, ge=1, le=1440)
+    daily_max_objects: int | None = Field(default=None, ge=1)
+    daily_max_bytes: int | None = Field(default=None, ge=1)
     exempt_principals: tuple[str, ...] = ()
     response: Response = "alert"
+    #: ``session``: deny only the offending session (``aws:userid`` / ``aws:SourceIdentity``);
+    #: ``role``: revoke every session of the role issued before now.
+    containment: Containment = "session"
     learning_days: int = Field(default=14, ge=0, le=365)
 
-    def is_exempt(self, principal_arn: str | None) -> bool:
-        return bool(principal_arn) and any(fnmatchcase(principal_arn, p) for p in self.exempt_principals)
+    def is_exempt(self, *arns: str | None) -> bool:
+        """Exempt from the volume thresholds only (a session ARN or its role ARN matches a glob)."""
+        return any(arn and fnmatchcase(arn, p) for arn in arns for p in self.exempt_principals)
+
+    def daily_limits(self, download: DownloadStance) -> tuple[int, int] | None:
+        """(objects, bytes) per session per 24 hours, or None when the stage has no daily budget."""
+        if self.daily_max_objects is None and self.daily_max_bytes is None:
+            return DAILY_DEFAULTS if download == "denied" else None
+        default_objects, default_bytes = DAILY_DEFAULTS if download == "denied" else (1 << 62, 1 << 62)
+        return (self.daily_max_objects or default_objects, self.daily_max_bytes or default_bytes)
 
 
 class BreakGlass(_Model):
@@ -241,12 +264,19 @@ class ModelRegistry(_Model):
 
 
 class Organization(_Model):
-    """The accounts that are 'inside'; anything else is external."""
+    """What is 'inside': the organisation's accounts and id, its networks, its automation.
+
+    ``protected_roles`` are never contained (name or ARN globs), whatever a stage says;
+    neither are the stack's own roles, service-linked roles and the break-glass roles
+    (roles mapped to a stage whose ``break_glass.allowed`` is true).
+    """
 
     account_ids: tuple[AccountId, ...] = ()
+    org_id: Annotated[str, StringConstraints(pattern=r"^o-[a-z0-9]{10,32}$")] | None = None
     vpc_endpoint_ids: tuple[str, ...] = ()
     allowed_cidrs: tuple[str, ...] = ()
     service_principals: tuple[str, ...] = ()
+    protected_roles: tuple[str, ...] = ()
 
     @field_validator("allowed_cidrs")
     @classmethod
@@ -259,6 +289,10 @@ class Organization(_Model):
             except ValueError:
                 raise ValueError(f"{cidr!r} is not a CIDR block") from None
         return value
+
+    def is_protected_role(self, role_name: str, role_arn: str | None = None) -> bool:
+        return any(fnmatchcase(role_name, p) or (role_arn is not None and fnmatchcase(role_arn, p))
+                   for p in self.protected_roles)
 
 
 class Alerts(_Model):

@@ -109,9 +109,10 @@ def test_scan_prints_one_json_finding_per_line(capsys, corpus) -> None:
     assert main(["scan", "cloudtrail", str(corpus)]) == 0
     captured = capsys.readouterr()
     findings = [json.loads(line) for line in captured.out.splitlines()]
-    assert len(findings) == 8 and {f["rule"] for f in findings} == {"audit.tamper", "exfil.snapshot-share", "exfil.bucket-policy-external"}
+    assert len(findings) == 10 and {f["rule"] for f in findings} == {"audit.tamper", "exfil.snapshot-share", "exfil.bucket-policy-external",
+                                                                     "exfil.instance-credentials"}
     assert all(f["action"].startswith("none (offline scan)") for f in findings)
-    assert "scanned 55 file(s), 2900 record(s): 8 finding(s)" in captured.err
+    assert "scanned 55 file(s), 2900 record(s): 10 finding(s)" in captured.err
 
 
 def test_scan_fail_on_exits_1_when_findings_reach_the_severity(capsys, corpus) -> None:
@@ -145,7 +146,7 @@ def test_scan_with_a_policy_and_a_broken_file_reports_the_file(tmp_path, capsys,
     rules = {f["rule"]: f for f in findings}
     assert code == 1 and {"exfil.bulk-download", "exfil.outside-vpce", "input.malformed"} <= set(rules)
     assert rules["input.malformed"]["resource"] == str(broken)
-    assert "would revoke sessions of role DataScientistAlice" in rules["exfil.bulk-download"]["action"]
+    assert "would deny session alice@example.com of role DataScientistAlice" in rules["exfil.bulk-download"]["action"]
 
 
 # ------------------------------------------------------------------ data validate / profile

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from datetime import datetime, timezone
 
 import boto3
 import pytest
 
 from stagewarden.invoke import function_spec, invoke
-from stagewarden.trailgen import bulk_download, log_file
+from stagewarden.trailgen import bulk_download, log_file, log_key, shared_role_day
 from tests.helpers import ROOT, drain, seed_policy_in_process, subscribe_queue
 
 EVENTS = ROOT / "events" / "exfiltration"
 ROLE = "DataScientistAlice"
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+ALICE_SESSION = f"arn:aws:sts::123456789012:assumed-role/{ROLE}/alice@example.com"
+
+
+def role_policies(role: str) -> dict[str, dict]:
+    iam = boto3.client("iam")
+    out = {}
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        doc = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        out[name] = json.loads(doc) if isinstance(doc, str) else doc
+    return out
 
 
 def sqs_event(name: str) -> dict:
@@ -58,27 +69,94 @@ def write_counter():
     return counts
 
 
-def test_scenario_bulk_download_in_a_log_file_is_detected_and_sessions_revoked(lab) -> None:
+def test_scenario_bulk_download_in_a_log_file_is_detected_and_the_session_denied(lab, iam_denies) -> None:
     # Given alice's `aws s3 cp --recursive` in a delivered CloudTrail log file
     event = deliver_log_file(lab)
 
     # When the function takes the queued event
     result = run(lab, event)
 
-    # Then the batch succeeds, the alert is on the topic and alice's older sessions are denied
+    # Then the batch succeeds, the alert is on the topic and alice's session (only) is denied
     assert result == {"batchItemFailures": []}
     findings = drain(lab.inbox)
     bulk = next(f for f in findings if f["rule"] == "exfil.bulk-download")
-    assert bulk["principal"] == f"arn:aws:iam::123456789012:role/{ROLE}" and bulk["stage"] == "prod-discovery"
+    assert bulk["principal"] == ALICE_SESSION and bulk["stage"] == "prod-discovery"
+    assert bulk["evidence"]["role_arn"] == f"arn:aws:iam::123456789012:role/{ROLE}"
     assert bulk["evidence"]["sliding_window"]["objects"] > 1000 and bulk["evidence"]["session_names"] == ["alice@example.com"]
-    assert bulk["action"].startswith(f"revoked sessions of role {ROLE} issued before ")
-    doc = boto3.client("iam").get_role_policy(RoleName=ROLE, PolicyName="StagewardenRevokeOlderSessions")["PolicyDocument"]
-    doc = json.loads(doc) if isinstance(doc, str) else doc
-    assert doc["Statement"][0]["Effect"] == "Deny" and "aws:TokenIssueTime" in doc["Statement"][0]["Condition"]["DateLessThan"]
-    # and the audit ledger holds the revocation once (a second finding on the same role reuses it)
+    assert bulk["action"].startswith(f"denied session alice@example.com of role {ROLE}")
+    [(name, doc)] = role_policies(ROLE).items()
+    assert name.startswith("StagewardenDenySession-")
+    userid = bulk["evidence"]["role_id"] + ":alice@example.com"
+    assert iam_denies(doc, {"aws:userid": userid}) and not iam_denies(doc, {"aws:userid": bulk["evidence"]["role_id"] + ":bob"})
+    # and the audit ledger holds the containment once (a second finding on the same session reuses it)
     audit = boto3.client("dynamodb").scan(TableName=lab.refs["AuditTable"])["Items"]
-    assert [(i["action"]["S"], i["status"]["S"]) for i in audit if i["status"]["S"] == "done"] == [("revoke-sessions", "done")]
+    assert [(i["action"]["S"], i["status"]["S"]) for i in audit if i["status"]["S"] == "done"] == [("deny-session", "done")]
     assert {i["status"]["S"] for i in audit} <= {"done", "duplicate"} and all(i["mode"]["S"] == "enforce" for i in audit)
+
+
+def test_scenario_a_bulk_download_on_a_shared_role_is_contained_for_the_downloader_only(lab, iam_denies) -> None:
+    # Given six colleagues reading normally through the VPC endpoint on one shared notebook role,
+    # and mallory, on the same role, pulling 1,500 objects
+    role = "DataScientistShared"
+    boto3.client("iam").create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    records = shared_role_day(colleagues=6, role=role, bucket="acme-lab-data", start=T0, reads_each=400, minutes=10)
+    records += bulk_download(role=role, session="mallory@example.com", bucket="acme-lab-data", objects=1500, start=T0,
+                             seconds=240, nbytes=1000, vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.9.9", prefix="loot/")
+    records.sort(key=lambda r: r["eventTime"])
+
+    # When the log file is processed
+    result = run(lab, deliver(lab, log_key(T0, "shared"), records))
+
+    # Then one finding, naming only mallory's session
+    assert result == {"batchItemFailures": []}
+    findings = drain(lab.inbox)
+    assert [(f["rule"], f["principal"]) for f in findings] == [
+        ("exfil.bulk-download", f"arn:aws:sts::123456789012:assumed-role/{role}/mallory@example.com")]
+    # and the deny on the role matches mallory's aws:userid, also after she re-assumes under the same name, never a colleague's
+    [doc] = role_policies(role).values()
+    role_id = findings[0]["evidence"]["role_id"]
+    colleague = next(r for r in records if "colleague" in r["userIdentity"]["arn"])["userIdentity"]["principalId"]
+    mallory = next(r for r in records if "mallory" in r["userIdentity"]["arn"])["userIdentity"]["principalId"]
+    assert mallory == f"{role_id}:mallory@example.com" and colleague.startswith(role_id + ":colleague")
+    assert iam_denies(doc, {"aws:userid": mallory}) and not iam_denies(doc, {"aws:userid": colleague})
+
+
+def test_whole_role_revocation_where_the_stage_says_so(lab, tmp_path, iam_denies) -> None:
+    text = (ROOT / "policy.example.yaml").read_text().replace("      containment: session ", "      containment: role    ", 1)
+    assert "containment: role" in text
+    (tmp_path / "p.yaml").write_text(text)
+    seed_policy_in_process(lab, tmp_path / "p.yaml")
+
+    run(lab, deliver_log_file(lab))
+
+    bulk = next(f for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download")
+    assert bulk["action"].startswith(f"revoked sessions of role {ROLE} issued before ")
+    doc = role_policies(ROLE)["StagewardenRevokeOlderSessions"]
+    assert iam_denies(doc, {"aws:TokenIssueTime": "2000-01-01T00:00:00Z"})  # every older session, colleagues included
+
+
+def test_a_protected_role_is_alerted_and_left_alone(lab, tmp_path) -> None:
+    text = (ROOT / "policy.example.yaml").read_text().replace(
+        'protected_roles: ["OrganizationAccountAccessRole"]', 'protected_roles: ["DataScientistAlice"]', 1)
+    assert 'protected_roles: ["DataScientistAlice"]' in text
+    (tmp_path / "p.yaml").write_text(text)
+    seed_policy_in_process(lab, tmp_path / "p.yaml")
+
+    run(lab, deliver_log_file(lab))
+
+    bulk = next(f for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download")
+    assert "organization.protected_roles" in bulk["action"] and role_policies(ROLE) == {}
+
+
+def test_a_role_in_another_account_is_alerted_with_its_account_never_contained(lab) -> None:
+    records = bulk_download(role=ROLE, session="alice@example.com", bucket="acme-lab-data", objects=1500, start=T0, seconds=240,
+                            nbytes=1000, account="210987654321")
+
+    run(lab, deliver(lab, log_key(T0, "member", account="210987654321"), records))
+
+    bulk = next(f for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download")
+    assert bulk["evidence"]["account"] == "210987654321" and "in account 210987654321, not this account" in bulk["action"]
+    assert role_policies(ROLE) == {}
 
 
 def test_scenario_a_redelivered_log_file_is_neither_recounted_nor_realerted(lab) -> None:
@@ -190,16 +268,20 @@ def test_scenario_dry_run_says_what_it_would_do_and_does_nothing(lab, tmp_path) 
     run(lab, event)
 
     bulk = next(f for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download")
-    assert bulk["action"].startswith(f"dry run: would revoke sessions of role {ROLE}")
+    assert bulk["action"].startswith(f"dry run: would deny session alice@example.com of role {ROLE}")
     assert boto3.client("iam").list_role_policies(RoleName=ROLE)["PolicyNames"] == []
 
 
 @pytest.mark.parametrize("path", sorted(p.name for p in EVENTS.glob("mgmt_*.sqs.json")))
 def test_every_sample_management_event_yields_its_rule(lab, path) -> None:
     expected = {"bucket_policy_external": "exfil.bucket-policy-external", "bucket_acl_public": "exfil.bucket-policy-external",
-                "replication_external": "exfil.replication-external", "snapshot_share": "exfil.snapshot-share",
+                "bucket_policy_other_org": "exfil.bucket-policy-external", "replication_external": "exfil.replication-external",
+                "replication_unmapped_bucket": "exfil.replication-external", "snapshot_share": "exfil.snapshot-share",
                 "image_share": "exfil.snapshot-share", "db_snapshot_share": "exfil.snapshot-share", "stop_logging": "audit.tamper",
-                "delete_trail": "audit.tamper", "event_selectors_drop_s3": "audit.tamper"}[path[len("mgmt_"):-len(".sqs.json")]]
+                "delete_trail": "audit.tamper", "event_selectors_drop_s3": "audit.tamper", "update_trail_elsewhere": "audit.tamper",
+                "disable_stagewarden_rule": "audit.tamper", "delete_stagewarden_function": "audit.tamper",
+                "stagewarden_concurrency_zero": "audit.tamper",
+                "trail_bucket_notifications_off": "audit.tamper"}[path[len("mgmt_"):-len(".sqs.json")]]
 
     # (deployed in dry_run: the sample events name snapshots, images and buckets this account does not have)
     lab.parameters["DefaultRemediationMode"] = "dry_run"
@@ -235,7 +317,7 @@ def test_scenario_deploy_time_dry_run_forces_dry_run_over_an_enforcing_policy(la
 
     # Then it is reported as a dry run and the role keeps its sessions
     bulk = next(f for f in drain(lab.inbox) if f["rule"] == "exfil.bulk-download")
-    assert bulk["action"].startswith("dry run: would revoke sessions") and bulk["evidence"]["mode"] == "dry_run"
+    assert bulk["action"].startswith("dry run: would deny session alice@example.com") and bulk["evidence"]["mode"] == "dry_run"
     assert boto3.client("iam").list_role_policies(RoleName=ROLE)["PolicyNames"] == []
     audit = boto3.client("dynamodb").scan(TableName=lab.refs["AuditTable"])["Items"]
     assert {i["status"]["S"] for i in audit} == {"dry_run", "duplicate"} or {i["status"]["S"] for i in audit} == {"dry_run"}
@@ -309,12 +391,12 @@ def test_client_tools_are_learned_across_log_files_in_dynamodb(lab) -> None:
     ua = "[Boto3/1.34.69 md/Botocore#1.34.69 os/linux#5.10]"
     common = dict(role=ROLE, session="alice@example.com", bucket="acme-lab-data", objects=5, seconds=10, nbytes=10,
                   vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.7")
-    run(lab, deliver(lab, "AWSLogs/a/day0.json.gz", bulk_download(start=t0, user_agent=ua, **common)))
-    run(lab, deliver(lab, "AWSLogs/a/day15.json.gz", bulk_download(start=t0 + timedelta(days=15), user_agent=ua, **common)))
+    run(lab, deliver(lab, log_key(t0, "day0"), bulk_download(start=t0, user_agent=ua, **common)))
+    run(lab, deliver(lab, log_key(t0, "day15"), bulk_download(start=t0 + timedelta(days=15), user_agent=ua, **common)))
     assert drain(lab.inbox) == []
 
     # When she later pulls data with rclone
-    run(lab, deliver(lab, "AWSLogs/a/day16.json.gz",
+    run(lab, deliver(lab, log_key(t0, "day16"),
                      bulk_download(start=t0 + timedelta(days=16), user_agent="rclone/v1.66.0", **common)))
 
     # Then the new client tool is flagged, with what was known
@@ -335,11 +417,11 @@ def test_a_human_writing_to_final_prod_is_flagged(lab) -> None:
                           key=f"models/v{i}.tar.gz", when=datetime(2026, 11, 22, 9, tzinfo=timezone.utc), rng=rng,
                           name="PutObject", vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.9") for i in range(3)]
 
-    run(lab, deliver(lab, "AWSLogs/a/prod.json.gz", records))
+    run(lab, deliver(lab, log_key(T0, "prod"), records))
 
     findings = drain(lab.inbox)
     assert [(f["rule"], f["stage"]) for f in findings] == [("access.prod-human", "final-prod")]
-    assert findings[0]["evidence"]["human_events"] == 3 and findings[0]["action"].startswith("dry run: would revoke sessions")
+    assert findings[0]["evidence"]["human_events"] == 3 and findings[0]["action"].startswith("dry run: would deny session bob@example.com")
 
 
 def test_an_active_break_glass_grant_covers_human_access_to_prod(lab) -> None:
@@ -357,6 +439,140 @@ def test_an_active_break_glass_grant_covers_human_access_to_prod(lab) -> None:
     records = [data_event(role="BreakGlassProd", session="oncall@example.com", bucket="acme-prod-models", key="models/v1.tar.gz",
                           when=when, rng=rng, vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.9")]
 
-    run(lab, deliver(lab, "AWSLogs/a/bg.json.gz", records))
+    run(lab, deliver(lab, log_key(T0, "bg"), records))
 
     assert [f["rule"] for f in drain(lab.inbox)] == []
+
+
+# ------------------------------------------------------------------ poison-proof, source-checked
+def test_scenario_poison_records_cannot_hide_a_bulk_download(lab, iam_denies) -> None:
+    # Given a log file whose first records break assumptions (types, no eventTime, a hostile denied policy call)
+    records = bulk_download(role=ROLE, session="alice@example.com", bucket="acme-lab-data", objects=1500, start=T0, seconds=240,
+                            nbytes=1000, vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.1")
+    records[0]["requestParameters"]["bucketName"] = {"not": "a name"}
+    del records[1]["eventTime"]
+    records[2]["additionalEventData"] = ["not", "an", "object"]
+    from stagewarden.trailgen import management_event
+    hostile = management_event("PutBucketPolicy", "s3.amazonaws.com", {"bucketName": "acme-lab-data", "bucketPolicy": {"Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": [f"arn:aws:iam::{100000000000 + i}:root" for i in range(2000)]}, "Action": "*",
+         "Resource": "*"}]}}, error_code="AccessDenied")
+
+    # When the file is processed
+    result = run(lab, deliver(lab, log_key(T0, "poison"), [hostile] + records))
+
+    # Then the download is still found and contained, the bad records are listed, the hostile call is a valid finding
+    assert result == {"batchItemFailures": []}
+    findings = {f["rule"]: f for f in drain(lab.inbox)}
+    assert set(findings) == {"exfil.bulk-download", "input.malformed", "exfil.bucket-policy-external"}
+    assert findings["input.malformed"]["evidence"]["record_indexes"] == [1, 2, 3]
+    assert findings["exfil.bucket-policy-external"]["severity"] == "medium" and len(findings["exfil.bucket-policy-external"]["summary"]) <= 1000
+    [doc] = role_policies(ROLE).values()
+    assert iam_denies(doc, {"aws:userid": findings["exfil.bulk-download"]["evidence"]["role_id"] + ":alice@example.com"})
+
+
+@pytest.mark.parametrize("key, problem", [
+    ("AWSLogs/999988887777/CloudTrail/us-east-1/2026/11/22/x.json.gz", "account 999988887777"),
+    ("uploads/AWSLogs/123456789012/CloudTrail/x.json.gz", "not under AWSLogs/"),
+    ("AWSLogs/o-attacker0001/123456789012/CloudTrail/us-east-1/x.json.gz", "organisation o-attacker0001"),
+])
+def test_objects_outside_cloudtrails_own_keys_are_skipped_with_a_finding(lab, key, problem) -> None:
+    records = bulk_download(role=ROLE, session="alice@example.com", bucket="acme-lab-data", objects=1500, start=T0, seconds=240,
+                            nbytes=1000)
+
+    result = run(lab, deliver(lab, key, records))
+
+    findings = drain(lab.inbox)
+    assert result == {"batchItemFailures": []}
+    assert [f["rule"] for f in findings] == ["input.log-source"] and problem in findings[0]["summary"]
+    assert role_policies(ROLE) == {}  # nothing in it was believed
+
+
+def test_an_organisation_trail_key_with_the_configured_org_id_is_read(lab) -> None:
+    assert "org_id: o-abc123defg" in (ROOT / "policy.example.yaml").read_text()
+    records = bulk_download(role=ROLE, session="alice@example.com", bucket="acme-lab-data", objects=1500, start=T0, seconds=240,
+                            nbytes=1000)
+
+    run(lab, deliver(lab, log_key(T0, "org", org_id="o-abc123defg"), records))
+
+    assert "exfil.bulk-download" in {f["rule"] for f in drain(lab.inbox)}
+
+
+def test_a_log_file_in_another_bucket_is_skipped_with_a_finding(lab) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="not-the-trail-bucket")
+    event = sqs_event("log_file_delivered")
+    body = json.loads(event["Records"][0]["body"])
+    body["detail"]["bucket"]["name"] = "not-the-trail-bucket"
+    event["Records"][0]["body"] = json.dumps(body)
+    s3.put_object(Bucket="not-the-trail-bucket", Key=body["detail"]["object"]["key"], Body=log_file([]))
+
+    run(lab, event)
+
+    assert [f["rule"] for f in drain(lab.inbox)] == ["input.log-source"]
+
+
+def test_a_gzip_bomb_neither_exhausts_the_function_nor_hides_what_came_before(lab) -> None:
+    import gzip
+
+    # Given a small gzip file that inflates to 48 MiB: ten records, then one endless "record"
+    records = bulk_download(role=ROLE, session="alice@example.com", bucket="acme-lab-data", objects=10, start=T0, seconds=10,
+                            nbytes=1, vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.1", auth="QueryString")
+    bomb = gzip.compress(log_file(records, compress=False)[:-2] + b',{"eventVersion":"' + b" " * (48 << 20) + b'"}]}')
+    key = log_key(T0, "bomb")
+    event = deliver(lab, key, [])
+    boto3.client("s3").put_object(Bucket=lab.refs["CloudTrailLogBucket"], Key=key, Body=bomb)
+
+    result = run(lab, event)
+
+    # Then the ten records are processed (pre-signed reads found) and the oversized record is skipped and reported
+    findings = {f["rule"]: f for f in drain(lab.inbox)}
+    assert result == {"batchItemFailures": []} and len(bomb) < 200_000
+    assert set(findings) == {"exfil.presigned-url", "input.malformed"}
+    assert "larger than" in findings["input.malformed"]["evidence"]["issues"][0]["detail"]
+
+
+# ------------------------------------------------------------------ data-opening changes, reverted in AWS
+def test_scenario_a_single_statement_backdoor_policy_is_deleted_not_corrupted(lab) -> None:
+    s3 = boto3.client("s3")
+    event = sqs_event("mgmt_bucket_policy_other_org")
+    backdoor = json.loads(event["Records"][0]["body"])["detail"]["requestParameters"]["bucketPolicy"]
+    assert isinstance(backdoor["Statement"], dict)
+    s3.put_bucket_policy(Bucket="acme-lab-data", Policy=json.dumps(backdoor))
+
+    result = run(lab, event)
+
+    assert result == {"batchItemFailures": []}
+    with pytest.raises(Exception) as gone:
+        s3.get_bucket_policy(Bucket="acme-lab-data")
+    assert "NoSuchBucketPolicy" in str(gone.value)
+    finding = drain(lab.inbox)[0]
+    assert finding["severity"] == "critical" and "removed 1 external statement" in finding["action"]
+
+
+def test_scenario_replication_to_an_unmapped_bucket_is_removed_and_internal_rules_kept(lab) -> None:
+    s3 = boto3.client("s3")
+    s3.put_bucket_versioning(Bucket="acme-lab-data", VersioningConfiguration={"Status": "Enabled"})
+
+    def rule(rid: str, bucket: str, priority: int) -> dict:
+        return {"ID": rid, "Status": "Enabled", "Priority": priority, "Filter": {"Prefix": ""},
+                "DeleteMarkerReplication": {"Status": "Disabled"}, "Destination": {"Bucket": f"arn:aws:s3:::{bucket}"}}
+
+    s3.put_bucket_replication(Bucket="acme-lab-data", ReplicationConfiguration={
+        "Role": "arn:aws:iam::123456789012:role/replication",
+        "Rules": [rule("backup", "innocent-backup-copy", 1), rule("replica", "acme-lab-replica", 2)]})
+
+    result = run(lab, sqs_event("mgmt_replication_unmapped_bucket"))
+
+    assert result == {"batchItemFailures": []}
+    rules = s3.get_bucket_replication(Bucket="acme-lab-data")["ReplicationConfiguration"]["Rules"]
+    assert [r["ID"] for r in rules] == ["replica"]
+
+
+def test_stagewarden_tampering_names_the_stack_resource(lab) -> None:
+    run(lab, sqs_event("mgmt_disable_stagewarden_rule"))
+    run(lab, sqs_event("mgmt_trail_bucket_notifications_off"))
+
+    findings = drain(lab.inbox)
+    assert [(f["rule"], f["severity"]) for f in findings] == [("audit.tamper", "critical")] * 2
+    assert findings[0]["resource"].endswith(":rule/stagewarden-local-exfillogfilerule")
+    assert findings[1]["resource"] == "arn:aws:s3:::stagewarden-local-cloudtraillogbucket"

@@ -129,3 +129,45 @@ def test_input_problems_name_no_bytes_of_the_file(data) -> None:
 
     # Then the issues (which become the input.malformed finding) say what is wrong, without quoting the file
     assert stats.issues and not any("DE8937" in i.detail or "jane" in i.detail for i in stats.issues)
+
+
+def test_decompression_is_bounded_and_says_so() -> None:
+    # Given a gzip bomb: 64 MiB of zeros after a valid start, a few tens of KB compressed
+    bomb = gzip.compress(log_file(RECORDS, compress=False)[:-2] + b"," + b" " * (64 << 20) + b"]}")
+    stats = ReadStats()
+
+    records = [r for batch in iter_batches(io.BytesIO(bomb), stats, max_inflated=8 << 20) for r in batch]
+
+    assert stats.uncompressed_bytes == 8 << 20 and any(i.kind == "inflate-limit" for i in stats.issues)
+    assert len(records) == len(RECORDS) - 1  # the last record's separator lies beyond the limit: not cut yet
+    assert len(bomb) < 200_000
+
+
+def test_gzip_output_is_produced_a_block_at_a_time() -> None:
+    from exfil.reader import CHUNK, _inflate
+
+    bomb = gzip.compress(b"\0" * (16 << 20))
+
+    assert max(len(c) for c in _inflate(io.BytesIO(bomb), ReadStats())) <= CHUNK
+
+
+def test_a_record_larger_than_the_record_bound_is_skipped_not_buffered(monkeypatch) -> None:
+    from exfil import reader
+
+    monkeypatch.setattr(reader, "MAX_RECORD", 4096)
+    monkeypatch.setattr(reader, "CHUNK", 1024)  # the file arrives in small blocks: the big record must be buffered
+    huge = dict(RECORDS[1], requestParameters={"blob": "x" * 50_000})
+    stats = reader.ReadStats()  # the module patched above (function tests re-import exfil as a cold start would)
+    data = log_file([RECORDS[0], huge] + RECORDS[2:], compress=False)
+    records = [r for batch in reader.iter_batches(io.BytesIO(data), stats) for r in batch]
+
+    assert [r["eventID"] for r in records] == [RECORDS[0]["eventID"]] + [r["eventID"] for r in RECORDS[2:]]
+    assert stats.issues[0].kind == "malformed-record" and "larger than 4096" in stats.issues[0].detail
+
+
+def test_a_plain_file_is_bounded_too() -> None:
+    stats = ReadStats()
+
+    list(iter_batches(io.BytesIO(log_file(RECORDS, compress=False)), stats, max_inflated=1000))
+
+    assert stats.uncompressed_bytes == 1000 and stats.issues[0].kind == "inflate-limit"
