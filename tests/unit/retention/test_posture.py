@@ -222,3 +222,56 @@ def test_the_config_rule_answer_includes_posture(lab) -> None:
     [evaluation] = result["evaluations"]
     assert evaluation["ComplianceType"] == "NON_COMPLIANT" and "posture.encryption" in evaluation["Annotation"]
     assert drain(lab.inbox) == []  # the Config path reads only
+
+
+# ---------------------------------------------------------------- the command line
+def test_cli_plan_shows_the_before_and_after_and_changes_nothing(lab, capsys) -> None:
+    from stagewarden.cli import main
+
+    boto3.client("s3").delete_public_access_block(Bucket=LAB)
+    assert main(["posture", "plan", "--policy", str(ROOT / "policy.example.yaml"), "--bucket", LAB, "--format", "json"]) == 0
+
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (row["bucket"], row["stage"], row["mode"]) == (LAB, "prod-discovery", "enforce")
+    [finding] = row["findings"]
+    assert (finding["rule"], finding["before"], finding["after"]["IgnorePublicAcls"]) == ("posture.public-access", None, True)
+    assert finding["would"] == [f"put the public access block on {LAB} (BlockPublicAcls, IgnorePublicAcls, BlockPublicPolicy, "
+                                "RestrictPublicBuckets on)"]
+    with pytest.raises(Exception, match="NoSuchPublicAccessBlockConfiguration"):
+        block(LAB)
+
+
+def test_cli_apply_brings_enforce_stages_to_baseline_and_leaves_dry_run_and_unmanaged_alone(lab, capsys) -> None:
+    from stagewarden.cli import main
+
+    s3 = boto3.client("s3")
+    for bucket in (LAB, PROD, OTHER):
+        s3.delete_bucket_encryption(Bucket=bucket) if bucket != OTHER else None
+    s3.put_bucket_policy(Bucket=LAB, Policy=json.dumps({"Version": "2012-10-17", "Statement": [OTHERS]}))
+
+    assert main(["posture", "apply", "--policy", str(ROOT / "policy.example.yaml"), "--format", "table"]) == 0
+
+    out = capsys.readouterr().out
+    assert encryption(LAB) == {"SSEAlgorithm": "aws:kms"} and statements(LAB)[0] == OTHERS and statements(LAB)[1]["Sid"] == TLS_SID
+    with pytest.raises(Exception, match="ServerSideEncryptionConfigurationNotFoundError"):
+        encryption(PROD)  # final-prod is dry run in the example policy
+    assert "posture.encryption" in out and OTHER not in out
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(lab, tmp_path, capsys) -> None:
+    from stagewarden.cli import main
+
+    assert main(["posture", "plan", "--policy", str(ROOT / "policy.example.yaml"), "--bucket", "no-such-bucket-here"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["stagewarden: --bucket no-such-bucket-here: no such bucket"]
+    bad = tmp_path / "p.yaml"
+    bad.write_text("framework: two-stage\nstages: {prod-discovery: {posture: {encryption: DES}}}\n")
+    assert main(["posture", "apply", "--policy", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stages.prod-discovery.posture.encryption" in err[0]
+
+
+def test_policy_explain_shows_the_baseline(capsys) -> None:
+    from stagewarden.cli import main
+
+    assert main(["policy", "explain", str(ROOT / "policy.example.yaml"), "--stage", "prod-discovery"]) == 0
+    assert "bucket posture: encryption aws:kms, public access block all four, TLS only, versioning" in capsys.readouterr().out
