@@ -275,3 +275,85 @@ def test_policy_explain_shows_the_baseline(capsys) -> None:
 
     assert main(["policy", "explain", str(ROOT / "policy.example.yaml"), "--stage", "prod-discovery"]) == 0
     assert "bucket posture: encryption aws:kms, public access block all four, TLS only, versioning" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------- property: what posture may never write
+def test_property_no_write_to_unmanaged_or_dry_run_buckets_no_suspension_no_other_statement_removed() -> None:
+    import os
+    from datetime import datetime, timezone
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from keeper.ports import BucketConfig
+    from keeper.reconcile import Keeper
+    from stage_policy.executor import Executor, settle
+
+    policy = loads((ROOT / "policy.example.yaml").read_text(), "policy.example.yaml")  # prod-discovery enforce, final-prod dry run
+    flags = st.fixed_dictionaries({k: st.booleans() for k in ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy",
+                                                              "RestrictPublicBuckets")})
+    other = st.builds(lambda i, effect: {**OTHERS, "Sid": f"Owner{i}", "Effect": effect}, st.integers(0, 99), st.sampled_from(["Allow", "Deny"]))
+    policies = st.one_of(st.none(), other.map(lambda s: json.dumps({"Version": "2012-10-17", "Statement": s})),
+                         st.lists(other, max_size=4).map(lambda ss: json.dumps({"Version": "2012-10-17", "Statement": ss})),
+                         st.lists(other, max_size=2).map(lambda ss: json.dumps({"Statement": [*ss, {**merge_tls("x", None)["Statement"][0], "Sid": "Own"}]})))
+    states = st.builds(PostureState, st.one_of(st.none(), st.sampled_from([{"SSEAlgorithm": "AES256"}, {"SSEAlgorithm": "aws:kms"},
+                                                                           {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "alias/k"}])),
+                       st.one_of(st.none(), flags), policies, st.none(), st.sampled_from(["Off", "Enabled", "Suspended"]), st.booleans())
+
+    class Reader:
+        def __init__(self, tags, state):
+            self._tags, self._state = tags, state
+
+        def tags(self, bucket):
+            return self._tags
+
+        def read(self, bucket, tags=None):
+            return BucketConfig(bucket, self._tags, [], {}, self._state.versioning, self._state.lock_enabled)
+
+    class PostureReads:
+        def __init__(self, state):
+            self._state = state
+
+        def read(self, bucket, versioning="Off", lock_enabled=False):
+            return self._state
+
+    class S3:
+        def __init__(self, state):
+            self.writes, self._state = [], state
+
+        def __getattr__(self, name):
+            if name == "get_bucket_policy":
+                def get(**kw):
+                    if self._state.policy is None:
+                        raise type("NoSuchBucketPolicy", (Exception,), {"response": {"Error": {"Code": "NoSuchBucketPolicy"}}})()
+                    return {"Policy": self._state.policy}
+                return get
+            return lambda **kw: self.writes.append((name, kw)) or {}
+
+    seen: dict[str, int] = {}
+
+    @settings(max_examples=int(os.environ.get("STAGEWARDEN_POSTURE_EXAMPLES", "300")), deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(stage=st.sampled_from(["prod-discovery", "final-prod", None]), state=states)
+    def check(stage, state):
+        tags = {"stagewarden:stage": stage} if stage else {}
+        s3 = S3(state)
+        keeper = Keeper(policy, Reader(tags, state), None, None, datetime.now(timezone.utc), posture=PostureReads(state))
+        executor = Executor(lambda service: s3, policy, "enforce")
+        settle(keeper.reconcile_posture(keeper.view("zz-bucket")), executor, lambda f: None)
+        if stage != "prod-discovery":  # unmanaged, or a dry run stage
+            assert s3.writes == []
+        for name, kw in s3.writes:
+            seen[name] = seen.get(name, 0) + 1
+            assert kw.get("VersioningConfiguration", {}).get("Status") != "Suspended"
+            if name == "put_bucket_policy":
+                before = json.loads(state.policy)["Statement"] if state.policy else []
+                before = before if isinstance(before, list) else [before]
+                after = json.loads(kw["Policy"])["Statement"]
+                assert all(s in after for s in before)
+            if name == "put_public_access_block":
+                assert all(v for k, v in kw["PublicAccessBlockConfiguration"].items() if (state.block or {}).get(k))
+
+    check()
+    # and the examples did write: every kind of action was carried out somewhere
+    assert set(seen) >= {"put_bucket_encryption", "put_public_access_block", "put_bucket_policy", "put_bucket_versioning"}, seen
