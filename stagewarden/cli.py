@@ -502,6 +502,10 @@ def build_parser() -> Parser:
 
     add_alerts_parsers(sub, local, with_template)  # `alerts test`, `local sink`
 
+    from stagewarden.posture import register as register_posture
+
+    register_posture(sub)
+
     p = with_template(sub.add_parser("demo", help="every guardrail end to end on a fresh local emulator"))
     p.add_argument("--policy", default="policy.example.yaml")
     p.set_defaults(func=cmd_demo)

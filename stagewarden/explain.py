@@ -38,6 +38,23 @@ def break_glass_text(stage: Stage) -> str:
     return f"{bg.max_duration_minutes}m max" + (", review" if bg.post_incident_review else "")
 
 
+def posture_text(stage: Stage) -> str:
+    """The stage's bucket security baseline in one line ("-": not checked)."""
+    p = stage.posture
+    if p is None:
+        return "-"
+    parts = [f"encryption {p.encryption}" + (f" key {p.kms_key}" if p.kms_key else "") if p.encryption else "encryption not checked"]
+    on = [k for k, v in p.public_access.as_config().items() if v]
+    parts.append("public access block " + ("all four" if len(on) == 4 else ", ".join(on) or "not checked"))
+    parts.append("TLS only" if p.tls_only else "TLS not required")
+    parts.append("versioning" if p.versioning else "versioning not required")
+    if p.access_logging:
+        parts.append(f"access logs to s3://{p.access_logging.target_bucket}/{p.access_logging.target_prefix}")
+    if p.object_lock or stage.retention.immutable:
+        parts.append("Object Lock reported")
+    return ", ".join(parts)
+
+
 def not_built(policy: Policy) -> list[str]:
     """Fields this policy sets whose capability is not built yet: they do nothing today (stage_policy.fields)."""
     from stage_policy.fields import entry_for
@@ -85,6 +102,7 @@ def rows(policy: Policy, only: str | None = None) -> list[dict[str, Any]]:
             "retention": retention_text(stage),
             "exfiltration": exfil_text(stage),
             "break_glass": break_glass_text(stage),
+            "posture": posture_text(stage),
             "mode": policy.mode_for(name),
             "resources": mappings(policy, name),
             "contracts": [c.name for c in policy.contracts if c.stage == name],
@@ -116,6 +134,7 @@ def table(policy: Policy, source: str, only: str | None = None) -> str:
     if only:
         stage = policy.stages[only]
         lines += ["", f"{only}: {stage.description or '(no description)'}"]
+        lines.append("  bucket posture: " + posture_text(stage))
         if stage.exfiltration.exempt_principals:
             lines.append("  exempt from bulk-download limits: " + ", ".join(stage.exfiltration.exempt_principals))
         if stage.break_glass and stage.break_glass.allowed:

@@ -9,6 +9,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from keeper.actions import ACTIONS
 from keeper.paths import as_of, is_config_invocation, on_bucket_event, on_config_rule, on_schedule, parse
 from keeper.ports import BucketReader, Evaluations, LockReader, SweepMarkers, VersionLister
+from keeper.posture import ACTIONS as POSTURE_ACTIONS
+from keeper.posture import AccountBlockReader, PostureReader
 from keeper.reconcile import Keeper
 from keeper.settings import RetentionSettings
 
@@ -20,8 +22,8 @@ from stage_policy.runtime import ReplaySafety, Runtime
 from stage_policy.store import PolicyStore
 
 #: Every class whose ``permissions`` this function needs: the template test holds its IAM policy to their union.
-USES = (BucketReader, VersionLister, LockReader, SweepMarkers, Evaluations, *ACTIONS, Executor, FindingPublisher,
-        PolicyStore, ReplaySafety)
+USES = (BucketReader, VersionLister, LockReader, SweepMarkers, Evaluations, *ACTIONS, PostureReader, AccountBlockReader,
+        *POSTURE_ACTIONS, Executor, FindingPublisher, PolicyStore, ReplaySafety)
 
 rt = Runtime()
 
@@ -31,10 +33,20 @@ def settings() -> RetentionSettings:
     return RetentionSettings.from_env()
 
 
-def keeper(policy: Any, now: Any) -> Keeper:
+def keeper(policy: Any, now: Any, account: str | None = None) -> Keeper:
+    """The keeper; with ``account``, the account-level public access block is read on the daily run too."""
     s3 = rt.clients("s3")
     return Keeper(policy, BucketReader(s3), VersionLister(s3), LockReader(s3), now, settings().audit_buckets,
-                  SweepMarkers(rt.clients("dynamodb"), rt.settings.state_table), logger)
+                  SweepMarkers(rt.clients("dynamodb"), rt.settings.state_table), logger, PostureReader(s3),
+                  AccountBlockReader(rt.clients("s3control"), account) if account else None)
+
+
+def account_of(event: Any, context: Any) -> str | None:
+    arn = getattr(context, "invoked_function_arn", None)
+    if isinstance(arn, str) and arn.count(":") >= 4 and arn.split(":")[4].isdigit():
+        return arn.split(":")[4]
+    account = getattr(event, "account", None)
+    return account if isinstance(account, str) and account.isdigit() else None
 
 
 @logger.inject_lambda_context
@@ -47,7 +59,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     parsed = parse(event)  # malformed: the invocation fails, is retried, then dead-lettered
     rt.register_context(context)
     executor, publish = rt.executor(policy), rt.publish(policy)
-    work = keeper(policy, as_of(parsed.time))
+    work = keeper(policy, as_of(parsed.time), account_of(parsed, context))
 
     def act(decisions: Any) -> list:
         findings = settle(decisions, executor, publish)

@@ -1,8 +1,10 @@
 """The function's three triggers, each from its typed event to the keeper and back.
 
 * **Bucket events** (CloudTrail management events through EventBridge): PutBucketLifecycle,
-  DeleteBucketLifecycle, PutBucketVersioning, PutBucketTagging, CreateBucket re-reconcile that one
-  bucket within seconds. No sweep: listing a bucket on every lifecycle change would be costly.
+  DeleteBucketLifecycle, PutBucketVersioning, PutBucketTagging, CreateBucket and the posture events
+  (DeletePublicAccessBlock, PutPublicAccessBlock, DeleteBucketEncryption, PutBucketEncryption,
+  PutBucketPolicy, DeleteBucketPolicy, PutBucketLogging, PutBucketAcl) re-reconcile that one
+  bucket (lifecycle and posture) within seconds. No sweep: listing a bucket on every lifecycle change would be costly.
 * **The daily schedule** reconciles and sweeps every bucket the account lists.
 * **The AWS Config rule** answers COMPLIANT / NON_COMPLIANT / NOT_APPLICABLE per bucket with an
   annotation. It reads only: it changes nothing and publishes nothing (the other two paths do,
@@ -21,6 +23,10 @@ from stage_policy.errors import describe
 from stage_policy.events import API_CALL, EventError, parse_config_invocation, parse_eventbridge
 
 BUCKET_EVENTS = ("PutBucketLifecycle", "DeleteBucketLifecycle", "PutBucketVersioning", "PutBucketTagging", "CreateBucket")
+#: Changes that can weaken a bucket's posture (keeper.posture): the bucket is re-reconciled at once.
+POSTURE_EVENTS = ("DeletePublicAccessBlock", "PutPublicAccessBlock", "DeleteBucketEncryption", "PutBucketEncryption",
+                  "PutBucketPolicy", "DeleteBucketPolicy", "PutBucketLogging", "PutBucketAcl")
+EVENTS = BUCKET_EVENTS + POSTURE_EVENTS
 GONE = ("ResourceDeleted", "ResourceDeletedNotRecorded", "ResourceNotRecorded")
 
 
@@ -48,8 +54,8 @@ def bucket_event(event: Any) -> tuple[str, str, str | None]:
     """(bucket, event name, principal ARN) of a CloudTrail bucket event."""
     detail = event.detail.model_dump()
     name = detail["eventName"]
-    if name not in BUCKET_EVENTS:
-        raise EventError("event.detail.eventName", f"unsupported {name[:80]!r} (expected one of {', '.join(BUCKET_EVENTS)})")
+    if name not in EVENTS:
+        raise EventError("event.detail.eventName", f"unsupported {name[:80]!r} (expected one of {', '.join(EVENTS)})")
     bucket = (detail.get("requestParameters") or {}).get("bucketName")
     if not isinstance(bucket, str) or not bucket:
         raise EventError("event.detail.requestParameters.bucketName", "is required")

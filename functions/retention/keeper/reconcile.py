@@ -15,6 +15,8 @@ from typing import Any, Callable, Iterator, Literal
 from keeper.actions import DeleteVersions, EnableVersioning, HideObject, PutLifecycle, SaveSweepMarker
 from keeper.plan import LifecycleDiff, Sweep, audit_conflicts, batches, lifecycle_diff
 from keeper.ports import BucketConfig, BucketReader, LockReader, SweepMarkers, VersionLister, group_by_key
+from keeper import posture as posture_plan
+from keeper.posture import AccountBlockReader, PostureReader, PostureState
 
 from stage_policy.actions import Decision
 from stage_policy.errors import describe
@@ -49,6 +51,8 @@ class BucketView:
     audit: bool = False
     #: Why the bucket is held permanent against its tag (the tag names a perishable stage, the name a permanent one).
     conflict: str | None = None
+    #: Its posture settings (None: its stage has no posture section, or posture is not read).
+    posture: PostureState | None = None
 
     @property
     def name(self) -> str:
@@ -72,8 +76,10 @@ class Keeper:
     """Reconciles and sweeps buckets under one policy, as of ``now``."""
 
     def __init__(self, policy: Policy, reader: BucketReader, lister: VersionLister, locks: LockReader, now: datetime,
-                 audit_buckets: tuple[str, ...] = (), markers: SweepMarkers | None = None, log: Any = None):
+                 audit_buckets: tuple[str, ...] = (), markers: SweepMarkers | None = None, log: Any = None,
+                 posture: PostureReader | None = None, account: AccountBlockReader | None = None):
         self.policy, self.reader, self.lister, self.locks = policy, reader, lister, locks
+        self.posture_reader, self.account = posture, account
         self.now = now
         self.audit_buckets = frozenset(b for b in audit_buckets if b)
         self.markers = markers
@@ -99,7 +105,10 @@ class Keeper:
                 conflict = (f"tag {self.policy.resources.tag_key}={match.stage} would make it perishable, but its name maps "
                             f"it to permanent stage {by_name.stage}; kept permanent until the two agree")
                 retention = named
-        return BucketView(config, match, retention, False, conflict)
+        state = None
+        if self.posture_reader is not None and self.policy.stages[match.stage].posture is not None:
+            state = self.posture_reader.read(bucket, config.versioning, config.lock_enabled)
+        return BucketView(config, match, retention, False, conflict, state)
 
     # ---------------------------------------------------------------- the lifecycle
     def reconcile(self, view: BucketView, principal: str | None = None, trigger: str | None = None) -> list[Decision]:
@@ -141,7 +150,31 @@ class Keeper:
                 summary=f"Bucket {view.name} in immutable stage {stage}: {missing}, so published objects can be overwritten "
                         "or deleted.", evidence=base | {"object_lock_enabled": b.lock_enabled,
                                                         "default_retention": b.default_retention}), [], stage))
-        return out
+        return out + self.reconcile_posture(view, principal, trigger)
+
+    def reconcile_posture(self, view: BucketView, principal: str | None = None, trigger: str | None = None) -> list[Decision]:
+        """``posture.*`` decisions that bring the bucket to its stage's security baseline."""
+        if view.audit or view.stage is None or view.posture is None:
+            return []
+        baseline = self.policy.stages[view.stage].posture
+        if baseline is None:
+            return []
+        checks = posture_plan.plan(view.name, baseline, view.posture, view.retention)
+        base = {"stage": view.stage, "mapped_by": view.match.detail, "bucket": view.name}
+        return posture_plan.decisions(view.name, view.stage, checks, base, principal, trigger)
+
+    def account_posture(self) -> list[Decision]:
+        """``posture.account-public-access`` from the account-level block (reported, never changed)."""
+        if self.account is None:
+            return []
+        try:
+            block = self.account.read()
+        except Exception as exc:  # noqa: BLE001 - unreadable: said in the log, the buckets go on
+            if self.log is not None:
+                self.log.warning("account public access block unreadable", extra={"error": describe(exc)})
+            return []
+        decision = posture_plan.account_decision(block, self.account.account_id)
+        return [decision] if decision else []
 
     def _audit(self, view: BucketView, principal: str | None, trigger: str | None) -> list[Decision]:
         floor = self.policy.safety.audit_log_retention_days
@@ -250,6 +283,8 @@ class Keeper:
         """Reconcile (and sweep) each bucket in turn; lazily, so each bucket's cap is what the last one left."""
         run = RunState()
         skipped: list[str] = []
+        if sweep:  # the daily run: the account-level block too
+            yield from self.account_posture()
         for bucket in buckets:
             if out_of_time is not None and out_of_time():
                 run.out_of_time.append(bucket)
@@ -314,6 +349,7 @@ class Keeper:
         findings = [d.finding for d in decisions if d.finding is not None]
         if not findings:
             what = "audit-log bucket" if view.audit else f"stage {view.stage}"
-            return "COMPLIANT", f"{what}: lifecycle, versioning and lock settings as the policy requires"[:256]
+            checked = " and posture (encryption, public access, TLS, versioning, logging)" if view.posture is not None else ""
+            return "COMPLIANT", f"{what}: lifecycle, versioning and lock settings{checked} as the policy requires"[:256]
         text = "; ".join(f"{f.rule}: {f.summary}" for f in findings)
         return "NON_COMPLIANT", text if len(text) <= 256 else text[:241] + " …[truncated]"

@@ -156,6 +156,44 @@ class Exceptions(_Model):
         return any(fnmatchcase(bucket, pattern) for pattern in self.buckets)
 
 
+class PublicAccess(_Model):
+    """The four S3 Block Public Access settings a stage bucket must have on (true: required)."""
+
+    block_public_acls: bool = True
+    ignore_public_acls: bool = True
+    block_public_policy: bool = True
+    restrict_public_buckets: bool = True
+
+    def as_config(self) -> dict[str, bool]:
+        return {"BlockPublicAcls": self.block_public_acls, "IgnorePublicAcls": self.ignore_public_acls,
+                "BlockPublicPolicy": self.block_public_policy, "RestrictPublicBuckets": self.restrict_public_buckets}
+
+
+class AccessLogging(_Model):
+    """Server access logs of the bucket go to ``target_bucket`` under ``target_prefix``."""
+
+    target_bucket: str = Field(min_length=3, max_length=63)
+    target_prefix: str = Field(default="", max_length=1024)
+
+
+class Posture(_Model):
+    """The security baseline every bucket of the stage is held to (``keeper.posture``).
+
+    ``encryption``: the weakest default encryption accepted (``aws:kms`` or ``AES256``; ``null``:
+    not checked). With ``kms_key`` named, an ``aws:kms`` bucket must use that key. Public access,
+    TLS and versioning are only ever tightened, never loosened. ``object_lock``: report a bucket
+    without Object Lock (``null``: as ``retention.immutable``, which retention already reports).
+    """
+
+    encryption: Literal["aws:kms", "AES256"] | None = "aws:kms"
+    kms_key: str | None = Field(default=None, min_length=1, max_length=2048)
+    public_access: PublicAccess = Field(default_factory=PublicAccess)
+    tls_only: bool = True
+    versioning: bool = True
+    access_logging: AccessLogging | None = None
+    object_lock: bool | None = None
+
+
 class Stage(_Model):
     """One stage and its controls."""
 
@@ -167,6 +205,8 @@ class Stage(_Model):
     exfiltration: Exfiltration = Field(default_factory=Exfiltration)
     break_glass: BreakGlass | None = None
     mode: Mode | None = None
+    #: The bucket security baseline (null: posture is not checked for this stage).
+    posture: Posture | None = None
 
 
 class NamePattern(_Model):
@@ -390,6 +430,8 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
             problems.append((f"{base}.break_glass.required_approval_tags", "break glass needs at least one approval tag"))
         if stage.interactive_access != "none" and ret.immutable:
             problems.append((f"{base}.interactive_access", "an immutable stage cannot allow interactive access"))
+        if stage.posture is not None and stage.posture.kms_key and stage.posture.encryption != "aws:kms":
+            problems.append((f"{base}.posture.kms_key", "a key needs posture.encryption aws:kms"))
 
     exc = policy.exceptions
     if exc.review_interval_days > exc.max_days:

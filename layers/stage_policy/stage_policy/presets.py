@@ -11,6 +11,19 @@ from typing import Any
 
 _MB = 1024 * 1024
 
+#: Every production-data stage: SSE-KMS, all four public access blocks, TLS only, versioning.
+_FULL_POSTURE: dict[str, Any] = {
+    "encryption": "aws:kms",
+    "kms_key": None,
+    "public_access": {"block_public_acls": True, "ignore_public_acls": True, "block_public_policy": True,
+                      "restrict_public_buckets": True},
+    "tls_only": True,
+    "versioning": True,
+    "access_logging": None,
+}
+#: Infra stages without production data: SSE-S3 is enough and versioning is not required.
+_LIGHT_POSTURE: dict[str, Any] = _FULL_POSTURE | {"encryption": "AES256", "versioning": False}
+
 _LAB: dict[str, Any] = {
     "description": "Interactive lab on production data (perishable, no download)",
     "production_data": True,
@@ -23,6 +36,7 @@ _LAB: dict[str, Any] = {
     "download": "denied",
     "exfiltration": {"max_objects": 1000, "max_bytes": 50 * _MB, "window_minutes": 10, "response": "contain"},
     "break_glass": None,
+    "posture": _FULL_POSTURE,
 }
 
 _UAT: dict[str, Any] = {
@@ -33,6 +47,7 @@ _UAT: dict[str, Any] = {
     "download": "denied",
     "exfiltration": {"max_objects": 1000, "max_bytes": 50 * _MB, "window_minutes": 10, "response": "contain"},
     "break_glass": {"allowed": True, "max_duration_minutes": 120},
+    "posture": _FULL_POSTURE,
 }
 
 _PROD: dict[str, Any] = {
@@ -43,6 +58,7 @@ _PROD: dict[str, Any] = {
     "download": "denied",
     "exfiltration": {"max_objects": 500, "max_bytes": 50 * _MB, "window_minutes": 10, "response": "contain"},
     "break_glass": {"allowed": True, "max_duration_minutes": 120},
+    "posture": _FULL_POSTURE,
 }
 
 
@@ -55,6 +71,7 @@ def _infra(description: str, access: str) -> dict[str, Any]:
         "download": "allowed",
         "exfiltration": {"max_objects": 100_000, "max_bytes": 100 * 1024 * _MB, "window_minutes": 60, "response": "alert"},
         "break_glass": None,
+        "posture": _LIGHT_POSTURE,
     }
 
 

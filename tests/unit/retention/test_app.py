@@ -20,6 +20,7 @@ from tests.unit.retention.conftest import (
     PROD_ENFORCE,
     RAW_30_TAMPERED,
     event,
+    postured,
     policy_variant,
     rules,
     versions,
@@ -160,6 +161,7 @@ def test_scenario_prod_in_dry_run_is_reported_and_untouched(lab) -> None:
 def test_scenario_an_immutable_bucket_without_object_lock_is_reported(lab) -> None:
     boto3.client("s3").create_bucket(Bucket="acme-prod-reports")
     boto3.client("s3").put_bucket_versioning(Bucket="acme-prod-reports", VersioningConfiguration={"Status": "Enabled"})
+    postured("acme-prod-reports")
 
     run(lab, event("create_bucket.eventbridge.json", bucketName="acme-prod-reports"))
 

@@ -1,0 +1,372 @@
+"""Bucket posture: each managed bucket held to its stage's security baseline (``stages.<name>.posture``).
+
+Read (:class:`PostureReader`: encryption, public access block, bucket policy, logging; versioning
+and Object Lock come from the retention read) -> compare with the baseline (:func:`plan`, pure)
+-> typed actions, carried out or, in dry run, described by the layer's executor. Every change
+only tightens: public access flags already on stay on, versioning is enabled and never
+suspended, the TLS-only statement is merged into the bucket policy without touching any other
+statement, and logging is set, never removed. Findings are ``posture.*`` with the before and
+after state. The account-level public access block is read and reported
+(``posture.account-public-access``), never changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from stage_policy.actions import Action, Clients, Decision
+from stage_policy.errors import is_code
+from stage_policy.findings import Finding
+from stage_policy.model import Posture, Retention
+
+#: The Sid of the statement Stagewarden merges into a bucket policy.
+TLS_SID = "StagewardenDenyInsecureTransport"
+#: S3's limit on the size of a bucket policy.
+POLICY_LIMIT = 20 * 1024
+NO_ENCRYPTION = ("ServerSideEncryptionConfigurationNotFoundError",)
+NO_BLOCK = ("NoSuchPublicAccessBlockConfiguration",)
+NO_POLICY = ("NoSuchBucketPolicy",)
+BLOCK_KEYS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
+KMS = ("aws:kms", "aws:kms:dsse")
+
+
+@dataclass
+class PostureState:
+    """What posture reads of one bucket (four GETs; versioning and Object Lock are the retention read's)."""
+
+    encryption: dict[str, Any] | None  # ApplyServerSideEncryptionByDefault of the first rule, None: none
+    block: dict[str, bool] | None  # PublicAccessBlockConfiguration, None: none
+    policy: str | None  # the bucket policy text, None: none
+    logging: dict[str, Any] | None  # LoggingEnabled, None: off
+    versioning: str = "Off"
+    lock_enabled: bool = False
+
+
+class PostureReader:
+    """Reads the encryption, public access block, bucket policy and logging of one bucket."""
+
+    permissions = ("s3:GetEncryptionConfiguration", "s3:GetBucketPublicAccessBlock", "s3:GetBucketPolicy",
+                   "s3:GetBucketLogging")
+
+    def __init__(self, s3: Any):
+        self._s3 = s3
+
+    def read(self, bucket: str, versioning: str = "Off", lock_enabled: bool = False) -> PostureState:
+        return PostureState(self.encryption(bucket), self.block(bucket), self.policy(bucket), self.logging(bucket),
+                            versioning, lock_enabled)
+
+    def encryption(self, bucket: str) -> dict[str, Any] | None:
+        try:
+            rules = self._s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"].get("Rules", [])
+        except Exception as exc:
+            if is_code(exc, *NO_ENCRYPTION):
+                return None
+            raise
+        default = (rules[0] if rules else {}).get("ApplyServerSideEncryptionByDefault")
+        return dict(default) if default else None
+
+    def block(self, bucket: str) -> dict[str, bool] | None:
+        try:
+            config = self._s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        except Exception as exc:
+            if is_code(exc, *NO_BLOCK):
+                return None
+            raise
+        return {k: bool(config.get(k)) for k in BLOCK_KEYS}
+
+    def policy(self, bucket: str) -> str | None:
+        try:
+            return self._s3.get_bucket_policy(Bucket=bucket)["Policy"]
+        except Exception as exc:
+            if is_code(exc, *NO_POLICY):
+                return None
+            raise
+
+    def logging(self, bucket: str) -> dict[str, Any] | None:
+        enabled = self._s3.get_bucket_logging(Bucket=bucket).get("LoggingEnabled")
+        return dict(enabled) if enabled else None
+
+
+class AccountBlockReader:
+    """The account-level S3 Block Public Access settings (read and reported, never changed)."""
+
+    permissions = ("s3:GetAccountPublicAccessBlock",)
+
+    def __init__(self, s3control: Any, account_id: str):
+        self._s3control, self.account_id = s3control, account_id
+
+    def read(self) -> dict[str, bool] | None:
+        try:
+            config = self._s3control.get_public_access_block(AccountId=self.account_id)["PublicAccessBlockConfiguration"]
+        except Exception as exc:
+            if is_code(exc, *NO_BLOCK):
+                return None
+            raise
+        return {k: bool(config.get(k)) for k in BLOCK_KEYS}
+
+
+# ---------------------------------------------------------------- the bucket policy
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def is_tls_deny(statement: Any) -> bool:
+    """A statement denying every principal every S3 action without TLS (``aws:SecureTransport`` false)."""
+    if not isinstance(statement, dict) or statement.get("Effect") != "Deny":
+        return False
+    principal = statement.get("Principal")
+    if not (principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS")))):
+        return False
+    if not any(a in ("s3:*", "*") for a in _as_list(statement.get("Action", []))):
+        return False
+    condition = statement.get("Condition") or {}
+    for operator in ("Bool", "BoolIfExists"):
+        values = (condition.get(operator) or {}).get("aws:SecureTransport")
+        if any(str(v).lower() == "false" for v in _as_list(values if values is not None else [])):
+            return True
+    return False
+
+
+def tls_statement(bucket: str) -> dict[str, Any]:
+    return {"Sid": TLS_SID, "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}
+
+
+def merge_tls(bucket: str, policy: str | None) -> dict[str, Any]:
+    """The policy with the TLS-only statement merged in: other statements kept as they are, in order.
+
+    Either Statement shape (one object or a list) is read; the result is a list. A statement
+    with Stagewarden's Sid that is no longer a TLS deny is replaced; nothing else is.
+    """
+    doc = json.loads(policy) if policy else {"Version": "2012-10-17"}
+    statements = [s for s in _as_list(doc.get("Statement", [])) if not (isinstance(s, dict) and s.get("Sid") == TLS_SID)]
+    return {**doc, "Statement": [*statements, tls_statement(bucket)]}
+
+
+def has_tls(policy: str | None) -> bool:
+    if not policy:
+        return False
+    try:
+        doc = json.loads(policy)
+    except ValueError:
+        return False
+    return any(is_tls_deny(s) for s in _as_list(doc.get("Statement", [])))
+
+
+# ---------------------------------------------------------------- actions
+class PostureChanged(RuntimeError):
+    """The setting changed between planning and writing; its own event re-plans it."""
+
+
+@dataclass(frozen=True)
+class PutEncryption(Action):
+    """Default encryption to the stage's baseline (PutBucketEncryption)."""
+
+    kind: ClassVar[str] = "put-encryption"
+    permissions: ClassVar[tuple[str, ...]] = ("s3:PutEncryptionConfiguration",)
+
+    algorithm: str = "aws:kms"
+    kms_key: str | None = None
+
+    def _what(self) -> str:
+        return f"default encryption {self.algorithm}" + (f" with key {self.kms_key}" if self.kms_key else "")
+
+    def describe(self) -> str:
+        return f"set {self._what()} on {self.target}"
+
+    def apply(self, clients: Clients) -> str:
+        default: dict[str, Any] = {"SSEAlgorithm": self.algorithm}
+        if self.kms_key:
+            default["KMSMasterKeyID"] = self.kms_key
+        rule: dict[str, Any] = {"ApplyServerSideEncryptionByDefault": default}
+        if self.algorithm in KMS:
+            rule["BucketKeyEnabled"] = True
+        clients("s3").put_bucket_encryption(Bucket=self.target, ServerSideEncryptionConfiguration={"Rules": [rule]})
+        return f"set {self._what()} on {self.target}"
+
+
+@dataclass(frozen=True)
+class PutPublicAccessBlock(Action):
+    """The bucket's public access block with every required flag on (flags already on stay on)."""
+
+    kind: ClassVar[str] = "put-public-access-block"
+    permissions: ClassVar[tuple[str, ...]] = ("s3:PutBucketPublicAccessBlock",)
+
+    block: tuple[tuple[str, bool], ...] = ()
+
+    def describe(self) -> str:
+        on = [k for k, v in self.block if v]
+        return f"put the public access block on {self.target} ({', '.join(on)} on)"
+
+    def apply(self, clients: Clients) -> str:
+        clients("s3").put_public_access_block(Bucket=self.target, PublicAccessBlockConfiguration=dict(self.block))
+        return f"put the public access block on {self.target} ({', '.join(k for k, v in self.block if v)} on)"
+
+
+@dataclass(frozen=True)
+class PutTlsPolicy(Action):
+    """Merge the TLS-only deny statement into the bucket policy, if the policy is still the one planned from."""
+
+    kind: ClassVar[str] = "put-tls-policy"
+    permissions: ClassVar[tuple[str, ...]] = ("s3:GetBucketPolicy", "s3:PutBucketPolicy")
+
+    policy: str = ""
+    expected: str | None = None
+
+    def describe(self) -> str:
+        return f"merge the TLS-only deny statement ({TLS_SID}) into the bucket policy of {self.target}"
+
+    def apply(self, clients: Clients) -> str:
+        s3 = clients("s3")
+        try:
+            current = s3.get_bucket_policy(Bucket=self.target)["Policy"]
+        except Exception as exc:
+            if not is_code(exc, *NO_POLICY):
+                raise
+            current = None
+        if _norm(current) != _norm(self.expected):
+            raise PostureChanged(f"the bucket policy of {self.target} changed since it was read; not overwritten "
+                                 "(re-planned on its event)")
+        s3.put_bucket_policy(Bucket=self.target, Policy=self.policy)
+        return f"merged the TLS-only deny statement ({TLS_SID}) into the bucket policy of {self.target}"
+
+
+def _norm(policy: str | None) -> Any:
+    if policy is None:
+        return None
+    try:
+        return json.loads(policy)
+    except ValueError:
+        return policy
+
+
+@dataclass(frozen=True)
+class PutLogging(Action):
+    """Server access logging to the stage's target bucket and prefix."""
+
+    kind: ClassVar[str] = "put-logging"
+    permissions: ClassVar[tuple[str, ...]] = ("s3:PutBucketLogging",)
+
+    target_bucket: str = ""
+    target_prefix: str = ""
+
+    def describe(self) -> str:
+        return f"send the access logs of {self.target} to s3://{self.target_bucket}/{self.target_prefix}"
+
+    def apply(self, clients: Clients) -> str:
+        clients("s3").put_bucket_logging(Bucket=self.target, BucketLoggingStatus={
+            "LoggingEnabled": {"TargetBucket": self.target_bucket, "TargetPrefix": self.target_prefix}})
+        return f"sent the access logs of {self.target} to s3://{self.target_bucket}/{self.target_prefix}"
+
+
+ACTIONS: tuple[type[Action], ...] = (PutEncryption, PutPublicAccessBlock, PutTlsPolicy, PutLogging)
+
+
+# ---------------------------------------------------------------- the planner (pure)
+@dataclass
+class Check:
+    """One baseline check that failed: its rule, severity, before and after state, and the action (if any)."""
+
+    rule: str
+    severity: str
+    summary: str
+    before: Any
+    after: Any
+    actions: list[Action] = field(default_factory=list)
+
+
+def key_matches(actual: str | None, wanted: str) -> bool:
+    """The bucket's key is the one named: the same ARN, id or alias, or an ARN ending in the id or alias named."""
+    if not actual:
+        return False
+    return actual == wanted or (not wanted.startswith("arn:") and actual.endswith(("/" + wanted, ":" + wanted)))
+
+
+def plan(bucket: str, posture: Posture, state: PostureState, retention: Retention | None = None) -> list[Check]:
+    """The checks of ``posture`` that ``state`` fails, each with what brings it to baseline."""
+    from keeper.actions import EnableVersioning
+
+    checks: list[Check] = []
+    enc = state.encryption or {}
+    algorithm, key = enc.get("SSEAlgorithm"), enc.get("KMSMasterKeyID")
+    if posture.encryption is not None:
+        accepted = KMS if posture.encryption == "aws:kms" else ("AES256", *KMS)
+        ok = algorithm in accepted and (algorithm not in KMS or not posture.kms_key or key_matches(key, posture.kms_key))
+        if not ok:
+            wanted = {"SSEAlgorithm": posture.encryption} | ({"KMSMasterKeyID": posture.kms_key} if posture.kms_key else {})
+            why = ("has no default encryption" if not algorithm else
+                   f"is encrypted with {algorithm}" + (f" key {key}" if key else "") + f", not {posture.encryption}"
+                   + (f" key {posture.kms_key}" if posture.kms_key else ""))
+            checks.append(Check("posture.encryption", "high", f"Bucket {bucket} {why}.", state.encryption, wanted,
+                                [PutEncryption(bucket, algorithm=posture.encryption, kms_key=posture.kms_key)]))
+    required = posture.public_access.as_config()
+    current = state.block or {k: False for k in BLOCK_KEYS}
+    off = [k for k in BLOCK_KEYS if required[k] and not current.get(k)]
+    if off:
+        desired = {k: bool(current.get(k)) or required[k] for k in BLOCK_KEYS}
+        why = "has no public access block" if state.block is None else f"has {', '.join(off)} off"
+        checks.append(Check("posture.public-access", "critical" if state.block is None else "high",
+                            f"Bucket {bucket} {why}.", state.block, desired,
+                            [PutPublicAccessBlock(bucket, block=tuple(desired.items()))]))
+    if posture.tls_only and not has_tls(state.policy):
+        merged = merge_tls(bucket, state.policy)
+        text = json.dumps(merged, separators=(",", ":"))
+        statements = len(_as_list(json.loads(state.policy).get("Statement", []))) if state.policy else 0
+        if len(text.encode()) > POLICY_LIMIT:
+            checks.append(Check("posture.tls", "critical",
+                                f"Bucket {bucket} has no TLS-only deny statement, and merging one would take its policy "
+                                f"to {len(text.encode())} bytes, past S3's {POLICY_LIMIT}: add it by hand.",
+                                {"statements": statements, "tls_only": False}, {"tls_only": True, "bytes": len(text.encode())}))
+        else:
+            checks.append(Check("posture.tls", "high", f"Bucket {bucket} does not deny requests without TLS.",
+                                {"statements": statements, "tls_only": False},
+                                {"statements": len(merged["Statement"]), "tls_only": True, "added": TLS_SID},
+                                [PutTlsPolicy(bucket, policy=text, expected=state.policy)]))
+    permanent = retention is not None and retention.permanent  # retention already holds permanent stages to versioning
+    if posture.versioning and state.versioning != "Enabled" and not permanent:
+        checks.append(Check("posture.versioning", "high", f"Bucket {bucket} has versioning {state.versioning.lower()}.",
+                            {"versioning": state.versioning}, {"versioning": "Enabled"}, [EnableVersioning(bucket)]))
+    logs = posture.access_logging
+    if logs is not None:
+        have = state.logging or {}
+        if have.get("TargetBucket") != logs.target_bucket or (have.get("TargetPrefix") or "") != logs.target_prefix:
+            wanted = {"TargetBucket": logs.target_bucket, "TargetPrefix": logs.target_prefix}
+            why = "has access logging off" if not state.logging else \
+                f"logs to s3://{have.get('TargetBucket')}/{have.get('TargetPrefix') or ''}"
+            checks.append(Check("posture.logging", "medium",
+                                f"Bucket {bucket} {why}, not s3://{logs.target_bucket}/{logs.target_prefix}.",
+                                state.logging, wanted,
+                                [PutLogging(bucket, target_bucket=logs.target_bucket, target_prefix=logs.target_prefix)]))
+    immutable = retention is not None and retention.immutable  # retention reports those (retention.object-lock-missing)
+    if posture.object_lock and not immutable and not state.lock_enabled:
+        checks.append(Check("posture.object-lock", "medium", f"Bucket {bucket} has no Object Lock configuration.",
+                            {"object_lock_enabled": False}, {"object_lock_enabled": True}))
+    return checks
+
+
+def decisions(bucket: str, stage: str, checks: list[Check], base: dict[str, Any], principal: str | None = None,
+              trigger: str | None = None) -> list[Decision]:
+    """One decision per failed check: its ``posture.*`` finding (before and after) and its actions."""
+    out = []
+    for c in checks:
+        by = f" (after {trigger} by {principal})" if trigger and principal else (f" (after {trigger})" if trigger else "")
+        out.append(Decision(Finding(
+            rule=c.rule, severity=c.severity, stage=stage, resource=f"arn:aws:s3:::{bucket}", principal=principal,
+            summary=c.summary[:900] + by[:90], evidence=base | {"before": c.before, "after": c.after, "trigger": trigger}),
+            list(c.actions), stage))
+    return out
+
+
+def account_decision(block: dict[str, bool] | None, account: str) -> Decision | None:
+    """``posture.account-public-access`` when the account-level block does not have all four settings on."""
+    off = [k for k in BLOCK_KEYS if not (block or {}).get(k)]
+    if not off:
+        return None
+    why = "has no account-level public access block" if block is None else f"has {', '.join(off)} off at account level"
+    return Decision(Finding(
+        rule="posture.account-public-access", severity="medium", stage=None, resource=f"arn:aws:s3:::account/{account}",
+        summary=f"Account {account} {why}: each stage bucket's own block is all that stands in the way.",
+        evidence={"account": account, "before": block, "after": {k: True for k in BLOCK_KEYS}}), [], None)
