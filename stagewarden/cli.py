@@ -509,6 +509,10 @@ def build_parser() -> Parser:
     p = with_template(sub.add_parser("demo", help="every guardrail end to end on a fresh local emulator"))
     p.add_argument("--policy", default="policy.example.yaml")
     p.set_defaults(func=cmd_demo)
+
+    from stagewarden.breakglass import register  # import-light: its commands import what they use
+
+    register(sub, with_template)
     return parser
 
 

@@ -123,6 +123,7 @@ class Demo:
             raise RuntimeError(f"expected exactly one delivered alert, got {len(delivered)}")
         summary += self.exfiltration(inbox)
         summary += self.retention(inbox)
+        summary += self.breakglass(inbox)
         summary += self.alerts()  # last: every alert of the run
         return summary
 
@@ -242,6 +243,131 @@ class Demo:
             raise RuntimeError(f"schema gate: expected the bad file flagged and the good one promoted (got {rules}, {promoted})")
         return [f"schema gate: good file passed and promoted, bad file quarantined ({', '.join(rules)})"]
 
+    def namespace(self, policy: Path, **options: Any) -> Any:
+        """The arguments of a `stagewarden breakglass` command, against the demo's own emulator."""
+        import argparse
+
+        return argparse.Namespace(policy=str(policy), template=str(self.template), stack=None, state=self.state, format="table",
+                                  **options)
+
+    def cli(self, func: Any, policy: Path, **options: Any) -> str | None:
+        """Run a `stagewarden breakglass` command against the demo's emulator; a refusal is printed as the CLI prints it."""
+        from stagewarden.usage import UsageError
+
+        try:
+            func(self.namespace(policy, **options))
+        except UsageError as exc:
+            print(f"stagewarden: {exc} (exit 2)")
+            return str(exc)
+        return None
+
+    def breakglass_alerts(self, inbox: str) -> list[dict[str, Any]]:
+        """The inbox's break-glass alerts (other steps' alerts are theirs to show)."""
+        return [d for d in self.drain(inbox) if d["finding"]["rule"].startswith("breakglass.")]
+
+    def breakglass(self, inbox: str) -> list[str]:
+        with tempfile.TemporaryDirectory(prefix="stagewarden-demo-policy-") as tmp:
+            return self._breakglass(inbox, Path(tmp) / "policy.yaml")
+
+    def _breakglass(self, inbox: str, policy: Path) -> list[str]:
+        from datetime import datetime, timezone
+
+        from stagewarden import breakglass as bg
+        from stagewarden import breakglass_events as ev
+
+        _step("9. Break glass: an approved grant expires on schedule; an unapproved activation is reverted")
+        iam, events = emulator.boto_client("iam", self.state), emulator.boto_client("events", self.state)
+        role, oncall, alice = "BreakGlassProd", "arn:aws:iam::123456789012:role/OnCallEngineer", "arn:aws:iam::123456789012:role/DataScientistAlice"
+        baseline = {"Version": "2012-10-17", "Statement": [{"Sid": "Baseline", "Effect": "Allow",
+                                                            "Principal": {"Service": "ssm.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(baseline),
+                        Tags=[{"Key": "stagewarden:stage", "Value": "final-prod"}])
+        iam.create_role(RoleName="OnCallEngineer", AssumeRolePolicyDocument=json.dumps(baseline))
+        # the operator has moved final-prod to enforce (the example policy keeps every stage but the lab in dry run)
+        text = self.policy.read_text().replace(
+            "  final-prod:                    # locked production: permanent, immutable, service principals only\n",
+            "  final-prod:                    # locked production: permanent, immutable, service principals only\n    mode: enforce\n")
+        policy.write_text(text)
+        bucket, _, key = emulator.policy_location(self.state)[5:].partition("/")
+        self.s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
+        print(f"final-prod moved to mode: enforce (pushed to {emulator.policy_location(self.state)})")
+
+        def show_role(label: str) -> dict[str, Any]:
+            r = iam.get_role(RoleName=role)["Role"]
+            inline = iam.list_role_policies(RoleName=role)["PolicyNames"]
+            principals = [st.get("Principal") for st in r["AssumeRolePolicyDocument"]["Statement"]]
+            tags = {t["Key"]: t["Value"] for t in r.get("Tags", []) if t["Key"] != "stagewarden:stage"}
+            print(f"  {role} {label}: trust principals {principals}; inline policies {inline}; approval tags {tags or '-'}")
+            return r
+
+        print("$ stagewarden breakglass sweep            # records each break-glass role's trust policy as its baseline")
+        self.cli(bg.cmd_sweep, policy, now=None)
+        print("$ stagewarden breakglass grant --role BreakGlassProd --principal ...:role/OnCallEngineer --approver intern@example.com ...")
+        refused = self.cli(bg.cmd_grant, policy, role=role, principal=oncall, approver="intern@example.com", ticket="INC-4711",
+                           duration="90m", reason="orders table corrupt", tag=None)
+        print("$ stagewarden breakglass grant --role BreakGlassProd --principal ...:role/OnCallEngineer "
+              "--approver vp-engineering@example.com --ticket INC-4711 --duration 90m")
+        self.cli(bg.cmd_grant, policy, role=role, principal=oncall, approver="vp-engineering@example.com", ticket="INC-4711",
+                 duration="90m", reason="orders table corrupt", tag=None)
+        show_role("now")
+        granted = self.breakglass_alerts(inbox)
+        self.show(granted)
+        warden, _ = bg.connect(self.namespace(policy))
+        [grant] = [g for g in warden.store.grants() if g.status == "active"]
+        deadline_doc = iam.get_role_policy(RoleName=role, PolicyName="StagewardenBreakGlassDeadline")["PolicyDocument"]
+        print(f"  StagewardenBreakGlassDeadline: Deny * when aws:CurrentTime > "
+              f"{deadline_doc['Statement'][0]['Condition']['DateGreaterThan']['aws:CurrentTime']}")
+
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        detail = ev.assume_role(f"arn:aws:iam::123456789012:role/{role}", "oncall@example.com",
+                                ev.session_identity("OnCallEngineer", "oncall@example.com"), now)
+        events.put_events(Entries=[{"Source": "aws.sts", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(detail)}])
+        result = self.poll("BreakGlassFunction")
+        print(f"the on-call engineer assumed {role}; CloudTrail -> EventBridge -> BreakGlassQueue -> BreakGlassFunction "
+              f"({result.received} message(s), {result.failed} failed): session kept for the review")
+
+        scheduler = emulator.boto_client("scheduler", self.state)
+        schedule = scheduler.get_schedule(Name=grant.schedule, GroupName=self.state.refs["BreakGlassScheduleGroup"])
+        print(f"one-time schedule {schedule['Name']}: {schedule['ScheduleExpression']} UTC -> BreakGlassFunction")
+        print("moto stores schedules but never fires them: the demo plays Scheduler and invokes the target with the schedule's "
+              "input, context attributes filled in")
+        payload = json.loads(schedule["Target"]["Input"].replace("<aws.scheduler.scheduled-time>", grant.deadline)
+                             .replace("<aws.scheduler.execution-id>", "demo-execution-1"))
+        fired = self.invoke("BreakGlassFunction", payload)
+        print(f"  expiry: {fired['result']}; sessions issued before {fired['revoked_before']} revoked; review due {fired['review_due']}")
+        after = show_role("after expiry")
+        replay = self.invoke("BreakGlassFunction", payload)
+        print(f"  the same firing delivered again: returned the first run's result ({replay['result']}), changed nothing "
+              f"(one expired record, {len(warden.store.reviews())} review)")
+        review = warden.store.review(grant.grant_id)
+        print(f"  review record: grant {review.grant_id}, principal {review.principal}, approver {review.approver}, "
+              f"ticket {review.ticket}, {len(review.sessions)} session(s), due {review.due}")
+
+        print("alice tags the role approved-by=vp-engineering@example.com herself and opens its trust to her own role")
+        forged = {"stagewarden:approved-by": "vp-engineering@example.com", "stagewarden:ticket": "INC-0000",
+                  "stagewarden:expires-at": grant.deadline}
+        iam.tag_role(RoleName=role, Tags=[{"Key": k, "Value": v} for k, v in forged.items()])
+        iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(ev.opened_trust(alice)))
+        who = ev.session_identity("DataScientistAlice", "alice@example.com")
+        for d in (ev.tag_role(role, forged, who, now), ev.update_trust(role, ev.opened_trust(alice), who, now)):
+            events.put_events(Entries=[{"Source": "aws.iam", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(d)}])
+        result = self.poll("BreakGlassFunction")
+        print(f"BreakGlassFunction polled {result.received} message(s), {result.failed} failed")
+        delivered = self.breakglass_alerts(inbox)
+        self.show(delivered)
+        final = show_role("now")
+        rules = sorted(d["finding"]["rule"] for d in delivered)
+        statements = final["AssumeRolePolicyDocument"]["Statement"]
+        if refused is None or fired["result"] != "expired" or set(rules) != {"breakglass.refused"} or len(statements) != 1 \
+                or len(after["AssumeRolePolicyDocument"]["Statement"]) != 1 or [d["finding"]["rule"] for d in granted] != [
+                    "breakglass.granted"]:
+            raise RuntimeError(f"break glass: expected a refusal, an expiry and a revert (got {rules}, {fired})")
+        return [f"break glass: refused a non-approver, granted {grant.grant_id} with an IAM deadline, expired it on schedule "
+                "(baseline restored, sessions revoked, review created)",
+                f"break glass: an unapproved activation (self-tagged approval) reverted at once ({len(rules)} critical "
+                "breakglass.refused alerts)"]
+
+
     def alerts(self) -> list[str]:
         from courier.render import as_text
 
@@ -249,7 +375,7 @@ class Demo:
         from stage_policy.publish import FindingPublisher
         from stagewarden.sink import Sink, point_secret
 
-        _step("9. Alert delivery: every finding of this run, as Slack shows it, and in Security Hub")
+        _step("10. Alert delivery: every finding of this run, as Slack shows it, and in Security Hub")
         policy = loads(self.policy.read_text(), str(self.policy))
         secret = policy.alerts.slack_webhook_secret or "stagewarden/slack-webhook"
         sqs = self.sqs
@@ -268,7 +394,7 @@ class Demo:
             for f in hub:
                 print(f"  {f['Severity']['Label']:<8} {f['Id'][:70]:<70} count {f['ProductFields']['stagewarden/count']}")
 
-            _step("10. Alert delivery under faults: Slack down, the DLQ, a redrive")
+            _step("11. Alert delivery under faults: Slack down, the DLQ, a redrive")
             sink.set_faults(share_500=1.0)
             outage = Finding(rule="audit.tamper", severity="critical", resource="arn:aws:cloudtrail:us-east-1:123456789012:trail/org-trail",
                              principal="arn:aws:iam::123456789012:role/DataScientistAlice",

@@ -31,7 +31,8 @@ CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing
 NOT_EMULATED = {
     "AWS::Serverless::Function": "not deployed: run it in-process with `stagewarden invoke <LogicalId> -e events/...`",
     "AWS::Serverless::LayerVersion": "not deployed: `stagewarden invoke` puts the layer source on the path",
-    "AWS::Scheduler::Schedule": "moto stores schedules but never fires them: invoke with a scheduled event",
+    "AWS::Scheduler::Schedule": "moto stores schedules but never fires them: invoke with a scheduled event "
+                                "(break glass: `stagewarden breakglass sweep`)",
     "AWS::Lambda::Permission": "not needed: functions are not deployed here (`stagewarden invoke` runs them in-process)",
 }
 
@@ -157,8 +158,9 @@ def boto_client(service: str, state: LocalState) -> Any:
 _ORDER = [
     "AWS::KMS::Key", "AWS::KMS::Alias", "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::SQS::Queue",
     "AWS::Events::Rule", "AWS::SQS::QueuePolicy", "AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription",
-    "AWS::IAM::ManagedPolicy",
-    "AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm",
+    "AWS::IAM::ManagedPolicy", "AWS::IAM::Role", "AWS::Scheduler::ScheduleGroup",
+    "AWS::Serverless::LayerVersion", "AWS::Serverless::Function", "AWS::Scheduler::Schedule",
+    "AWS::Logs::LogGroup", "AWS::CloudWatch::Alarm",
     "AWS::Config::ConfigRule",
 ]
 
@@ -338,6 +340,33 @@ class Provisioner:
             AlarmActions=p.get("AlarmActions", []), OKActions=p.get("OKActions", []),
         )
         return name, "created (moto stores alarms; it does not evaluate SQS metrics)"
+
+    def _iam_role(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        iam = self.client("iam")
+        name = p.get("RoleName") or self._name(logical)
+        role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(p["AssumeRolePolicyDocument"]),
+                               Description=p.get("Description", ""), Path=p.get("Path", "/"))["Role"]
+        for policy in p.get("Policies") or []:
+            iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"]))
+        self.ctx.attrs[(logical, "Arn")] = role["Arn"]
+        self.ctx.attrs[(logical, "RoleId")] = role["RoleId"]
+        return name, "created"
+
+    def _scheduler_schedulegroup(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        name = p.get("Name") or self._name(logical)
+        arn = self.client("scheduler").create_schedule_group(Name=name)["ScheduleGroupArn"]
+        self.ctx.attrs[(logical, "Arn")] = arn
+        return name, "created"
+
+    def _scheduler_schedule(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
+        name = p.get("Name") or self._name(logical)
+        kwargs = {k: p[k] for k in ("GroupName", "Description", "ScheduleExpressionTimezone", "State") if k in p}
+        target = {k: p["Target"][k] for k in ("Arn", "RoleArn", "Input", "RetryPolicy", "DeadLetterConfig") if k in p["Target"]}
+        arn = self.client("scheduler").create_schedule(Name=name, ScheduleExpression=p["ScheduleExpression"],
+                                                       FlexibleTimeWindow=p["FlexibleTimeWindow"], Target=target,
+                                                       **kwargs)["ScheduleArn"]
+        self.ctx.attrs[(logical, "Arn")] = arn
+        return name, f"created ({p['ScheduleExpression']}); {NOT_EMULATED['AWS::Scheduler::Schedule']}"
 
     def _serverless_layerversion(self, logical: str, p: dict[str, Any]) -> tuple[str, str]:
         return f"local:{p['ContentUri']}", NOT_EMULATED["AWS::Serverless::LayerVersion"]

@@ -145,7 +145,7 @@ class ProvisionedStack:
 
     Provisioning costs about a second; resetting, a few tens of milliseconds. What a test adds
     is removed: buckets, queues, topics, subscriptions, tables, roles and policies beside the
-    stack's, objects in the stack's buckets, items in its tables, messages in its queues; a
+    stack's, schedules beside its own, objects in the stack's buckets, items in its tables, messages in its queues; a
     service the stack does not use (EC2, RDS, STS...) is dropped whole. Anything else a test
     leaves behind fails its teardown by name, so tests stay independent or say why not.
     """
@@ -173,6 +173,7 @@ class ProvisionedStack:
         self._reset_sns()
         self._reset_sqs()
         self._reset_iam()
+        self._reset_scheduler()
         left = {kind: sorted(set(now) ^ set(self._baseline[kind])) for kind, now in self._inventory().items()}
         left = {kind: names for kind, names in left.items() if names}
         assert not left, f"the test changed what ProvisionedStack.reset() does not undo (tests/helpers.py): {left}"
@@ -194,6 +195,7 @@ class ProvisionedStack:
             "rules": [r["Name"] for r in c("events").list_rules()["Rules"]],
             "log groups": [g["logGroupName"] for g in c("logs").describe_log_groups()["logGroups"]],
             "alarms": [a["AlarmName"] for a in c("cloudwatch").describe_alarms()["MetricAlarms"]],
+            "schedules": [f"{s['GroupName']}/{s['Name']}" for s in c("scheduler").list_schedules()["Schedules"]],
         }
 
     def _bucket_settings(self, bucket: str) -> tuple[str | None, list[dict], list[dict]]:
@@ -313,6 +315,12 @@ class ProvisionedStack:
                 if not version["IsDefaultVersion"]:
                     iam.delete_policy_version(PolicyArn=policy, VersionId=version["VersionId"])
             iam.delete_policy(PolicyArn=policy)
+
+    def _reset_scheduler(self) -> None:  # break glass creates a one-time schedule per grant
+        scheduler = self._client("scheduler")
+        for schedule in scheduler.list_schedules()["Schedules"]:
+            if f"{schedule['GroupName']}/{schedule['Name']}" not in self._baseline["schedules"]:
+                scheduler.delete_schedule(Name=schedule["Name"], GroupName=schedule["GroupName"])
 
 
 def seed_policy_in_process(state, path: Path) -> str:

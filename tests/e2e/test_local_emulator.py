@@ -131,6 +131,9 @@ def test_the_demo_runs_every_step(tmp_path: Path) -> None:
     assert "alert [high] data.quality stage=prod-discovery" in proc.stdout and "bucket policy statement StagewardenGateDenyReadsUntilPassed: Deny" in proc.stdout
     assert "  | # HIGH: exfil.bulk-download in prod-discovery" in proc.stdout and "  | # CRITICAL: policy.invalid" in proc.stdout
     assert "1 finding(s) now in AlertDeadLetterQueue" in proc.stdout and "1 delivered" in proc.stdout
+    assert "alert [high] breakglass.granted stage=final-prod" in proc.stdout and "  expiry: expired;" in proc.stdout
+    assert "BreakGlassProd after expiry: trust principals [{'Service': 'ssm.amazonaws.com'}]" in proc.stdout
+    assert "alert [critical] breakglass.refused stage=final-prod" in proc.stdout
 
 
 def test_a_delivered_log_file_flows_through_eventbridge_and_sqs_to_the_function(running) -> None:

@@ -54,9 +54,15 @@ def grants(translated: dict, resources: dict, role: str) -> list[tuple[str, str,
     return out
 
 
+def _names(statement: dict, action: str) -> bool:
+    """The statement's Action matches the action, or its NotAction does not."""
+    if "NotAction" in statement:
+        return not any(fnmatchcase(action.lower(), a.lower()) for a in as_list(statement["NotAction"]))
+    return any(fnmatchcase(action.lower(), a.lower()) for a in as_list(statement["Action"]))
+
+
 def covered(boundary: list[dict], effect: str, action: str, resource: str, condition: dict | None) -> bool:
-    return any(s["Effect"] == effect and (not s.get("Condition") or s["Condition"] == condition)
-               and any(fnmatchcase(action.lower(), a.lower()) for a in as_list(s["Action"]))
+    return any(s["Effect"] == effect and (not s.get("Condition") or s["Condition"] == condition) and _names(s, action)
                and any(fnmatchcase(resource, r) for r in as_list(s["Resource"])) for s in boundary)
 
 
@@ -113,9 +119,11 @@ def test_sessions_are_revoked_only_on_stage_tagged_roles_and_never_on_the_stacks
     revoke = {"iam:PutRolePolicy"}  # the inline deny; lifting one (iam:DeleteRolePolicy) is break glass's, not this role's
     allows = [s for s in statements if s["Effect"] == "Allow" and {"iam:PutRolePolicy", "iam:DeleteRolePolicy"} & set(as_list(s["Action"]))]
     denies = [s for s in statements if s["Effect"] == "Deny"]
+    # the boundary also holds break glass's role changes, under the same tag condition (test_break_glass_changes_only_...)
+    expected = revoke if holder == "ExfiltrationFunctionRole" else revoke | BREAK_GLASS_CHANGES
 
     # Allowed: the revocation, on any role, but only one that carries the stage tag
-    assert [set(as_list(s["Action"])) for s in allows] == [revoke]
+    assert [set(as_list(s["Action"])) for s in allows] == [expected]
     assert allows[0]["Resource"] == f"arn:aws:iam::{ACCOUNT_ID}:role/*"
     assert allows[0]["Condition"] == {"Null": {f"aws:ResourceTag/{STAGE_TAG}": "false"}}
     # Denied whatever the tags say: every role this stack creates, by the name CloudFormation gives it
@@ -160,3 +168,33 @@ def test_the_boundary_fits_iams_managed_policy_size_with_the_longest_names(trans
     document = resources["StagewardenBoundary"]["Properties"]["PolicyDocument"]
 
     assert len(json.dumps(document, separators=(",", ":"))) <= 6144  # IAM counts characters without whitespace
+
+
+BREAK_GLASS_CHANGES = {"iam:UpdateAssumeRolePolicy", "iam:TagRole", "iam:UntagRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy",
+                       "iam:DetachRolePolicy"}
+
+
+@pytest.mark.parametrize("holder", ["BreakGlassFunctionRole", "StagewardenBoundary"])
+def test_break_glass_changes_only_stage_tagged_roles_never_the_stacks_own_and_passes_only_its_scheduler_role(
+        translated, holder: str) -> None:
+    resources = deployed(translated)
+    statements = [s for h, s in identity_statements(resources) if h == holder]
+    changes = BREAK_GLASS_CHANGES
+    mine = [s for s in statements if s["Effect"] == "Allow" and changes & set(as_list(s.get("Action", [])))]
+
+    # every role change break glass makes is on a role that carries the stage tag
+    assert [set(as_list(s["Action"])) for s in mine] == [changes]
+    assert mine[0]["Resource"] == f"arn:aws:iam::{ACCOUNT_ID}:role/*"
+    assert mine[0]["Condition"] == {"Null": {f"aws:ResourceTag/{STAGE_TAG}": "false"}}
+    # it may pass one role, its scheduler's, and only to Scheduler
+    scheduler_role = f"arn:aws:iam::{ACCOUNT_ID}:role/stagewarden-lab-BreakGlassFunctionExpiryRole-{SUFFIX}"
+    [passing] = [s for s in statements if "iam:PassRole" in as_list(s.get("Action", []))]
+    assert covered([passing], "Allow", "iam:PassRole", scheduler_role, passing.get("Condition"))
+    assert not covered([passing], "Allow", "iam:PassRole", f"arn:aws:iam::{ACCOUNT_ID}:role/DataScientistAlice", passing.get("Condition"))
+    if holder == "BreakGlassFunctionRole":  # the boundary leaves the condition to the role (IAM's 6,144 characters)
+        assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
+    # and both deny every change to the stack's own roles (passing the scheduler role is no change)
+    denies = [s for s in statements if s["Effect"] == "Deny"]
+    own = f"arn:aws:iam::{ACCOUNT_ID}:role/stagewarden-lab-BreakGlassFunctionExpiryRole-{SUFFIX}"
+    assert all(covered(denies, "Deny", a, own, None) for a in changes)
+    assert not covered(denies, "Deny", "iam:PassRole", own, None)

@@ -61,6 +61,10 @@ BROAD_BY_DESIGN = {
                                "as RevertSnapshotShares, for RDS snapshots and cluster snapshots"),
     "AnswerConfigRule": ({"config:PutEvaluations"},
                          "PutEvaluations has no resource-level permissions; the result token names the rule"),
+    "BreakGlassReads": ({"cloudtrail:LookupEvents"}, "the boundary's copy of SessionActivityForReviews"),
+    "SessionActivityForReviews": ({"cloudtrail:LookupEvents"},
+                                  "a read (IAM access level Read) with no resource-level permissions: what a break-glass "
+                                  "session did, for its post-incident review"),
 }
 DEPLOYMENTS = {
     "defaults": {},

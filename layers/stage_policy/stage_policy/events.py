@@ -19,6 +19,8 @@ from typing import Any
 #: The EventBridge detail types Stagewarden understands.
 OBJECT_CREATED = "Object Created"
 API_CALL = "AWS API Call via CloudTrail"
+#: Console sign-ins (CloudTrail's ConsoleLogin): the same CloudTrail record shape as API calls.
+SIGN_IN = "AWS Console Sign In via CloudTrail"
 SCHEDULED = "Scheduled Event"
 
 
@@ -71,6 +73,7 @@ def _models() -> dict[str, Any]:
     return {
         OBJECT_CREATED: ObjectCreatedModel,
         API_CALL: ApiCallModel,
+        SIGN_IN: ApiCallModel,
         SCHEDULED: ScheduledModel,
         "config": ConfigRuleInvocation,
     }

@@ -21,8 +21,45 @@ def _key(pk: str, sk: str) -> Key:
 
 
 def breakglass_grant(role: str) -> Key:
-    """The active break-glass grant of a role (written by the break-glass function, read by exfiltration)."""
+    """The active break-glass grant of a role (written by the break-glass function, read by exfiltration).
+
+    Present only while a grant is open. Attributes: ``expires_at`` (N, the grant's deadline in epoch
+    seconds; also the TTL, so the item disappears after the deadline even if nothing deletes it),
+    ``grant_id``, ``principal`` (the ARN the role's trust was opened to), ``approver``, ``ticket``,
+    ``stage``. Written in one transaction with :func:`breakglass_role` and :func:`breakglass_record`.
+    """
     return _key(f"breakglass#grant#{role}", "grant")
+
+
+#: Partition of every break-glass role's record (query it to list them).
+BREAKGLASS_ROLES = "breakglass#roles"
+#: Partition of the grant register: every grant ever made, never expired by TTL.
+BREAKGLASS_GRANTS = "breakglass#grants"
+#: Partition of the post-incident review records.
+BREAKGLASS_REVIEWS = "breakglass#reviews"
+#: Partition of the time-boxed exception register.
+EXCEPTIONS = "exception#register"
+
+
+def breakglass_role(role: str) -> Key:
+    """A break-glass role: its baseline trust policy, the Stagewarden inline policies it should carry,
+    and ``active_grant`` (the lock that allows one grant at a time). No TTL."""
+    return _key(BREAKGLASS_ROLES, role)
+
+
+def breakglass_record(grant_id: str) -> Key:
+    """One grant in the register: who, for whom, approved by, ticket, deadline, status, sessions seen."""
+    return _key(BREAKGLASS_GRANTS, grant_id)
+
+
+def breakglass_review(grant_id: str) -> Key:
+    """The post-incident review of a closed grant (created once, by whichever expiry wins)."""
+    return _key(BREAKGLASS_REVIEWS, grant_id)
+
+
+def exception_record(exception_id: str) -> Key:
+    """One time-boxed exception in the register: bucket, principal, owner, approver, reason, expiry, next review."""
+    return _key(EXCEPTIONS, exception_id)
 
 
 def exfil_window(stage: str, principal: str) -> Key:

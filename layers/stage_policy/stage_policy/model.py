@@ -127,13 +127,33 @@ class Exfiltration(_Model):
 
 
 class BreakGlass(_Model):
-    """Time-boxed emergency access into a stage."""
+    """Time-boxed emergency access into a stage: the stage's roles are its break-glass roles when ``allowed``.
+
+    ``approvers`` are identities (e-mail addresses as IAM Identity Center, a source identity or an IAM
+    user name carry them); a grant names one. ``required_approval_tags`` are put on the role while a
+    grant is open; keys ending in ``approved-by`` carry the approver, keys ending in ``ticket`` the ticket.
+    """
 
     allowed: bool = True
     max_duration_minutes: int = Field(default=120, ge=1)
     required_approval_tags: tuple[str, ...] = ("stagewarden:approved-by", "stagewarden:ticket")
     approvers: tuple[str, ...] = ()
     post_incident_review: bool = True
+    #: Days after a grant closes (expiry or early end) that its post-incident review is due.
+    review_due_days: int = Field(default=5, ge=1, le=90)
+
+
+class Exceptions(_Model):
+    """Time-boxed, read-only access of a role to a bucket (raw-bucket access), held in a register and reviewed."""
+
+    approvers: tuple[str, ...] = ()
+    max_days: int = Field(default=90, ge=1, le=366)
+    #: Bucket name globs an exception may cover; empty: none may be granted.
+    buckets: tuple[str, ...] = ()
+    review_interval_days: int = Field(default=90, ge=1, le=366)
+
+    def covers(self, bucket: str) -> bool:
+        return any(fnmatchcase(bucket, pattern) for pattern in self.buckets)
 
 
 class PublicAccess(_Model):
@@ -350,6 +370,7 @@ class Policy(_Model):
     resources: ResourceMap = Field(default_factory=ResourceMap)
     contracts: tuple[Contract, ...] = ()
     model_registries: tuple[ModelRegistry, ...] = ()
+    exceptions: Exceptions = Field(default_factory=Exceptions)
 
     def mode_for(self, stage: str) -> Mode:
         """The remediation mode of a stage: its own, else the policy default."""
@@ -411,6 +432,14 @@ def cross_check(policy: Policy) -> list[tuple[str, str]]:
             problems.append((f"{base}.interactive_access", "an immutable stage cannot allow interactive access"))
         if stage.posture is not None and stage.posture.kms_key and stage.posture.encryption != "aws:kms":
             problems.append((f"{base}.posture.kms_key", "a key needs posture.encryption aws:kms"))
+
+    exc = policy.exceptions
+    if exc.review_interval_days > exc.max_days:
+        problems.append(("exceptions.review_interval_days",
+                         f"{exc.review_interval_days} is above max_days ({exc.max_days}): no exception would ever be reviewed"))
+    for i, pattern in enumerate(exc.buckets):
+        if not pattern.strip() or pattern.strip("*?") == "":
+            problems.append((f"exceptions.buckets[{i}]", f"{pattern!r} would cover every bucket; name the raw buckets"))
 
     for kind in ("buckets", "roles"):
         for i, rule in enumerate(getattr(policy.resources, kind)):

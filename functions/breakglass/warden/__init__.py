@@ -1,0 +1,1 @@
+"""Break glass and time-boxed exceptions (BreakGlassFunction and `stagewarden breakglass` / `stagewarden exception`)."""
