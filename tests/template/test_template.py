@@ -61,7 +61,7 @@ BROAD_BY_DESIGN = {
                                "as RevertSnapshotShares, for RDS snapshots and cluster snapshots"),
     "AnswerConfigRule": ({"config:PutEvaluations"},
                          "PutEvaluations has no resource-level permissions; the result token names the rule"),
-    "BreakGlassReads": ({"cloudtrail:LookupEvents"}, "the boundary's copy of SessionActivityForReviews"),
+    "Reads": ({"cloudtrail:LookupEvents"}, "the boundary's reads without resource-level permissions (SessionActivityForReviews)"),
     "SessionActivityForReviews": ({"cloudtrail:LookupEvents"},
                                   "a read (IAM access level Read) with no resource-level permissions: what a break-glass "
                                   "session did, for its post-incident review"),

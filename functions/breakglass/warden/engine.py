@@ -553,7 +553,8 @@ class Warden:
         severity = "high" if failed else "critical"
         verb = "tried to open" if failed else "opened"
         actions: list[Action] = []
-        if session_id and not failed:
+        protected = self.policy.organization.is_protected_role(role, str(role_arn))
+        if session_id and not failed and not protected:
             before = max(utc(now), when) + REVOKE_MARGIN
             policy_name = deny_session_name(session_id)
             actions = [DenySession(role, name=policy_name, document=json.dumps(deny_session_policy(session_id, before)),
@@ -563,7 +564,8 @@ class Warden:
             f"{who} {verb} a session of {role} ({name}) without an approved grant: {why}.",
             {"event": name, "event_id": detail.get("eventID"), "event_time": iso(when), "session": session_id,
              "source_identity": caller.verified, "source_ip": detail.get("sourceIPAddress"), "failed": failed,
-             "break_glass_role": bg is not None},
+             "break_glass_role": bg is not None,
+             **({"not_contained": "the role is in organization.protected_roles"} if protected else {})},
             when, dedup=f"breakglass.unapproved:{role}:{session_id or who}")
         self._settle(finding, actions, match.stage)
         for action in actions:

@@ -56,7 +56,7 @@ FIELDS: tuple[Field, ...] = (
     Field("organization.allowed_cidrs", "active", "exfil.engine (exfil.outside-vpce, exfil.instance-credentials), exfil.contain",
           "reads and instance credentials from these networks are inside; the perimeter of an instance-credentials deny",
           "tests/unit/exfiltration/test_engine.py::test_private_addresses_and_allowed_networks_are_normal"),
-    Field("organization.protected_roles", "active", "exfil.contain.protected_reason",
+    Field("organization.protected_roles", "active", "exfil.contain.protected_reason, warden.engine (session denials)",
           "role name or ARN globs never contained (alert only, the finding says why)",
           "tests/unit/exfiltration/test_engine.py::test_protected_roles_are_never_contained"),
     Field("organization.service_principals", "active", "exfil.engine (access.prod-human)",

@@ -399,3 +399,15 @@ def test_wall_clock_is_utc() -> None:
     from warden.engine import wall_clock
 
     assert wall_clock().tzinfo is not None and abs((wall_clock() - datetime.now(timezone.utc)).total_seconds()) < 5
+
+
+def test_a_role_in_protected_roles_is_reported_but_its_session_is_not_denied(recorded) -> None:
+    world = recorded
+    policy = loads(ENFORCED.replace('protected_roles: ["OrganizationAccountAccessRole"]', 'protected_roles: ["BreakGlass*"]'))
+    assert policy.organization.protected_roles == ("BreakGlass*",)
+
+    world.warden(policy=policy).on_event(sample("assume_role_unapproved"), T0)
+
+    [finding] = world.findings()
+    assert finding["rule"] == "breakglass.unapproved" and finding["evidence"]["not_contained"]
+    assert not any(n.startswith("StagewardenBreakGlassDenySession-") for n in world.role()["inline"])
