@@ -388,9 +388,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from stagewarden.cfn import load_template
     from stagewarden.demo import run
 
+    from stagewarden.report import prepare_dir
+
     load_policy(args.policy)
     load_template(args.template)
-    return run(Path(args.template), Path(args.policy))
+    folder = prepare_dir(args.report)  # before the emulator starts: a bad folder costs nothing
+    return run(Path(args.template), Path(args.policy), folder)
 
 
 # ------------------------------------------------------------------ parser
@@ -508,6 +511,8 @@ def build_parser() -> Parser:
 
     p = with_template(sub.add_parser("demo", help="every guardrail end to end on a fresh local emulator"))
     p.add_argument("--policy", default="policy.example.yaml")
+    p.add_argument("--report", default="demo-report", metavar="DIR",
+                   help="folder for report.md, report.html and functions.log (default demo-report, created if missing)")
     p.set_defaults(func=cmd_demo)
 
     from stagewarden.breakglass import register  # import-light: its commands import what they use

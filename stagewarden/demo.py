@@ -1,24 +1,41 @@
-"""The main job: every guardrail end to end on a fresh local emulator, printing what each did.
+"""The main command: a scripted day on a three-stage platform, replayed on a fresh local emulator.
 
-Each capability adds its step here. It runs on its own moto_server (a free port on
-127.0.0.1) and stops it at the end, so it never touches a running `local up`.
+`stagewarden demo [--report DIR]` starts its own moto_server (a free port on 127.0.0.1; a running
+`local up` is never touched), provisions what template.yaml declares, starts the local Slack sink,
+and replays the day in order: each step makes the AWS calls a person would (uploads, deleted
+public access blocks, CloudTrail log files and management events through EventBridge), then runs
+the real functions (``stagewarden.invoke`` / ``stagewarden.poll``, in-process, against the
+emulator) and checks the effect in AWS. The console shows one line per event, decision, action
+and alert, stamped with the scripted day's clock; the functions' own log lines go to
+``DIR/functions.log``. Every finding published to the alerts topic is read back from a queue
+subscribed to it and goes into ``DIR/report.md`` and ``DIR/report.html`` (stagewarden.report).
+The sink and the emulator are stopped at the end, also when a step fails (one line, exit 1).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
+import os
+import sys
 import tempfile
+import traceback
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from stage_policy.loader import PolicyError, loads
 from stagewarden import emulator
-from stagewarden.cli import print_resources
-from stagewarden.explain import table
-from stagewarden.invoke import function_spec, invoke
-from stagewarden.poll import poll
-from stagewarden.trailgen import bulk_download, log_file, log_key, management_event
+from stagewarden.report import Report, Row, write
+
+DAY = "Monday 23 November 2026"
+ACCOUNT = "123456789012"
+LAB_DATA, LAB_SCRATCH, LAB_MODELS = "acme-lab-data", "acme-lab-scratch", "acme-lab-models"
+RAW_CLICKS = "acme-prod-raw-clicks"
+SHARED_ROLE, ALICE_ROLE, OSCAR_ROLE = "DataScientistLab", "DataScientistAlice", "DataScientistOscar"
+COLLEAGUES = ["bob", "carol", "dan", "erin", "frank", "grace"]
+PLANTED = "<script>alert(1)</script>"  # in an object key, as an attacker could name one: the report must escape it
+QUIET = {"POWERTOOLS_METRICS_DISABLED": "true"}  # no EMF lines either
 
 BROKEN_POLICY = """\
 version: 1
@@ -34,488 +51,618 @@ resources:
   buckets: [{pattern: "acme-lab-*"}]
 """
 
+_LABELS = {"platform": "platform", "policy": "policy guard", "gate": "schema gate", "retention": "retention",
+           "posture": "posture", "exfil": "exfiltration", "breakglass": "break glass", "exceptions": "exceptions",
+           "alerts": "alerts"}
 
-def _step(title: str) -> None:
-    print(f"\n=== {title} " + "=" * max(0, 74 - len(title)))
+
+class StepFailed(RuntimeError):
+    """A step whose effect in AWS is not what the guardrail promises."""
 
 
-class Demo:
-    def __init__(self, template: Path, policy: Path, state: emulator.LocalState):
-        self.template, self.policy, self.state = template, policy, state
-        self.s3 = emulator.boto_client("s3", state)
-        self.sqs = emulator.boto_client("sqs", state)
-        self.sns = emulator.boto_client("sns", state)
+def demo_policy(example: str) -> str:
+    """The example policy with final-prod in enforce (the example leaves it to defaults.mode, dry_run)."""
+    marker = "  final-prod:                    # locked production: permanent, immutable, service principals only\n"
+    if marker not in example:
+        return example
+    return example.replace(marker, marker + "    mode: enforce\n", 1)
 
+
+def _short(text: str, limit: int = 150) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _who(principal: str | None) -> str:
+    """``…/DataScientistLab/mallory@example.com`` for an assumed-role ARN (the session is the identity)."""
+    if not principal:
+        return "-"
+    return principal.split(":assumed-role/", 1)[-1] if ":assumed-role/" in principal else principal.rsplit(":", 1)[-1]
+
+
+class Day:
+    def __init__(self, template: Path, policy: Path, state: emulator.LocalState, folder: Path, sink: Any):
+        self.template, self.policy, self.state, self.folder, self.sink = template, policy, state, folder, sink
+        self.report = Report(day=DAY)
+        self.clock = "07:00"
+        self.client = lambda service: emulator.boto_client(service, state)
+        self.s3, self.sqs = self.client("s3"), self.client("sqs")
+        self.iam, self.events = self.client("iam"), self.client("events")
+        self.log_path = folder / "functions.log"
+        self.log_path.write_text("")
+        self.incidents: set[str] = set()
+        self.tap = ""
+        self.step = "setup"
+
+    # ------------------------------------------------------------------ output
+    def at(self, clock: str) -> None:
+        self.clock = clock
+
+    def say(self, capability: str, kind: str, text: str) -> None:
+        from stagewarden.report import Entry
+
+        self.report.entries.append(Entry(self.clock, capability, kind, text))
+        print(f"{self.clock}  {_LABELS.get(capability, capability):<13} {kind:<9} {_short(text)}", flush=True)
+
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        """The functions' log lines (and any CLI output) go to functions.log, not to the timeline."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        with self.log_path.open("ab") as log:
+            try:
+                os.dup2(log.fileno(), 1)
+                os.dup2(log.fileno(), 2)
+                yield
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                os.close(saved[0])
+                os.close(saved[1])
+
+    # ------------------------------------------------------------------ running the functions
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
-        quiet = {"POWERTOOLS_METRICS_DISABLED": "true"}  # EMF lines would drown the demo's own output
+        from stagewarden.invoke import function_spec, invoke
+
         if "detail-type" in event:  # each EventBridge delivery is a new event: a fresh id, as EventBridge gives it
             event = {**event, "id": str(uuid.uuid4())}
-        return invoke(function_spec(self.template, logical_id, self.state), event, self.state.environ() | quiet)
+        with self.quiet():
+            return invoke(function_spec(self.template, logical_id, self.state), event, self.state.environ() | QUIET)
 
-    def inbox(self) -> str:
-        """An SQS queue subscribed to the alerts topic, filtered to high and critical findings."""
-        url = self.sqs.create_queue(QueueName="demo-secops-inbox")["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.sns.subscribe(
-            TopicArn=self.state.refs["AlertsTopic"], Protocol="sqs", Endpoint=arn,
-            Attributes={"RawMessageDelivery": "true", "FilterPolicy": json.dumps({"severity": ["high", "critical"]})},
-        )
-        return url
+    def poll(self, logical_id: str) -> Any:
+        from stagewarden.poll import poll
 
-    def drain(self, url: str) -> list[dict[str, Any]]:
-        out = []
+        with self.quiet():
+            return poll(self.template, logical_id, self.state, extra_env=QUIET)
+
+    def put_events(self, *details: dict[str, Any]) -> None:
+        for d in details:
+            source = "aws." + d["eventSource"].split(".")[0]
+            self.events.put_events(Entries=[{"Source": source, "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(d)}])
+
+    def findings(self, capability: str) -> list[dict[str, Any]]:
+        """Every finding published since the last call, into the report and the timeline; then delivered to Slack."""
+        found: list[dict[str, Any]] = []
         while True:
-            batch = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0)
-            msgs = batch.get("Messages", [])
+            msgs = self.sqs.receive_message(QueueUrl=self.tap, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
             if not msgs:
-                return out
+                break
             for m in msgs:
-                attrs = {k: v["StringValue"] for k, v in m.get("MessageAttributes", {}).items()}
-                out.append({"finding": json.loads(m["Body"]), "attributes": attrs})
-                self.sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+                found.append(json.loads(m["Body"]))
+                self.sqs.delete_message(QueueUrl=self.tap, ReceiptHandle=m["ReceiptHandle"])
+        for f in found:
+            row: Row = self.report.add(self.clock, f)
+            self.incidents.add(f.get("dedup_key") or f"{row.rule}:{row.resource}")
+            who = f" ({_who(f['principal'])})" if f.get("principal") else ""
+            self.say(capability, "alert", f"[{row.severity}] {row.rule}{who}: {row.summary}")
+        if found:
+            result = self.poll("AlertFunction")
+            posts = self.sink.wait_for(len(self.incidents), timeout=20)
+            self.say("alerts", "action", f"AlertFunction took {result.received} finding(s) from AlertQueue: "
+                                         f"{len(posts)} Slack post(s) so far for {len(self.incidents)} incident(s)")
+        return found
 
-    def policy_changed_event(self) -> dict[str, Any]:
-        event = json.loads((self.template.parent / "events" / "policy_guard_policy_changed.json").read_text())
-        event["detail"]["bucket"]["name"] = self.state.refs["PolicyBucket"]
-        return event
+    # ------------------------------------------------------------------ setup
+    def compliant_bucket(self, name: str, retention: Any = None) -> None:
+        """A stage bucket as the nightly reconcile leaves it: KMS, public access blocked, TLS only, versioned, lifecycle."""
+        from keeper.plan import required_rules
+        from keeper.posture import tls_statement
 
-    def run(self) -> list[str]:
-        summary = []
-        _step("1. Stage policy: what each stage allows")
-        print(table(loads(self.policy.read_text(), str(self.policy)), str(self.policy)))
+        s3 = self.s3
+        s3.create_bucket(Bucket=name)
+        s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": [
+            {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms"}, "BucketKeyEnabled": True}]})
+        s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True})
+        s3.put_bucket_policy(Bucket=name, Policy=json.dumps({"Version": "2012-10-17", "Statement": [tls_statement(name)]}))
+        if retention is not None:
+            s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration={"Rules": required_rules(retention)})
+        s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}})
 
-        _step("2. A broken policy is rejected with field paths")
-        try:
-            loads(BROKEN_POLICY, "broken-policy.yaml")
-        except PolicyError as exc:
-            print("\n".join(exc.lines()))
-            summary.append(f"policy: broken policy rejected with {len(exc.problems)} field-path errors")
+    def role(self, name: str, stage: str | None) -> None:
+        trust = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"}]}
+        tags = [{"Key": "stagewarden:stage", "Value": stage}] if stage else []
+        self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust), Tags=tags)
 
-        _step("3. Local AWS: template.yaml provisioned on moto_server")
-        print(f"endpoint {self.state.endpoint}")
-        print_resources(self.state)
+    def setup(self) -> None:
+        from stage_policy.loader import loads
 
-        _step("4. Policy guard and the finding path (SNS -> filtered SQS subscriber)")
-        inbox = self.inbox()
+        self.at("07:00")
+        policy = loads(self.policy.read_text(), str(self.policy))
+        lab = policy.stages["prod-discovery"]
+        modes = ", ".join(f"{name} {stage.mode or policy.defaults.mode}" for name, stage in policy.stages.items())
+        self.say("platform", "event", f"moto_server at {self.state.endpoint}: {len(self.state.resources)} resources of "
+                                      "template.yaml provisioned (queues, rules, tables, topics, roles, schedules)")
+        self.say("platform", "event", f"policy {policy.framework}: {modes}; buckets acme-lab-* lab, acme-uat-* UAT, "
+                                      "acme-prod-* final-prod")
+        url = self.sqs.create_queue(QueueName="demo-report-tap")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.client("sns").subscribe(TopicArn=self.state.refs["AlertsTopic"], Protocol="sqs", Endpoint=arn,
+                                     Attributes={"RawMessageDelivery": "true"})
+        self.tap = url
+        for bucket in (LAB_DATA, LAB_SCRATCH, LAB_MODELS):
+            self.compliant_bucket(bucket, lab.retention)
+        self.s3.create_bucket(Bucket=RAW_CLICKS)
+        self.role(SHARED_ROLE, "prod-discovery")
+        self.role(ALICE_ROLE, "prod-discovery")
+        self.role(OSCAR_ROLE, "prod-discovery")
+        self.say("platform", "event", f"lab buckets {LAB_DATA}, {LAB_SCRATCH}, {LAB_MODELS} at their stage's baseline "
+                                      "(SSE-KMS, public access blocked, TLS only, versioned, lifecycle); shared notebook role "
+                                      f"{SHARED_ROLE} for {len(COLLEAGUES) + 1} data scientists")
+        self.say("alerts", "event", f"local Slack sink at {self.sink.shown_url} (the webhook secret points at it)")
+
+    # ------------------------------------------------------------------ 08:00 policy guard
+    def policy_guard(self) -> str:
+        self.at("08:00")
         scheduled = json.loads((self.template.parent / "events" / "policy_guard_scheduled.json").read_text())
         ok = self.invoke("PolicyGuardFunction", scheduled)
-        print(f"hourly check: valid={ok['valid']} stages={ok['stages']}")
+        self.say("policy", "decision", f"hourly check: the policy is valid ({len(ok['stages'])} stages)")
+        self.at("08:05")
         location = emulator.policy_location(self.state)
         bucket, _, key = location[5:].partition("/")
         self.s3.put_object(Bucket=bucket, Key=key, Body=BROKEN_POLICY.encode())
-        print(f"pushed a broken policy to {location} (as a careless deploy would)")
-        bad = self.invoke("PolicyGuardFunction", self.policy_changed_event())
-        print(f"on change: valid={bad['valid']} published={bad.get('published')} ({len(bad['errors'])} errors)")
+        self.say("policy", "event", f"a careless deploy pushes a broken policy to {location}")
+        changed = json.loads((self.template.parent / "events" / "policy_guard_policy_changed.json").read_text())
+        changed["detail"]["bucket"]["name"] = bucket
+        bad = self.invoke("PolicyGuardFunction", changed)
+        self.say("policy", "decision", f"policy unusable ({len(bad['errors'])} errors, first: {bad['errors'][0]}); running "
+                                       "functions keep their last valid policy")
         again = self.invoke("PolicyGuardFunction", scheduled)
-        print(f"next hourly check: valid={again['valid']} published={again.get('published')} (same incident: no second alert)")
-        delivered = self.drain(inbox)
-        for item in delivered:
-            f = item["finding"]
-            print(f"delivered to subscriber: [{f['severity']}] {f['rule']} {f['resource']}")
-            print(f"  summary: {f['summary']}")
-            print(f"  message attributes: {item['attributes']}")
-            print(f"  first error: {f['evidence']['errors'][0]}")
+        self.say("policy", "decision", f"next hourly check: still broken, same incident: published={again.get('published')}")
+        found = self.findings("policy")
+        self.at("08:10")
         self.s3.put_object(Bucket=bucket, Key=key, Body=self.policy.read_bytes())
-        fixed = self.invoke("PolicyGuardFunction", self.policy_changed_event())
-        print(f"valid policy restored: valid={fixed['valid']}")
-        summary.append(f"policy guard: invalid policy detected, {len(delivered)} alert delivered for 2 checks (deduplicated)")
-        if len(delivered) != 1:
-            raise RuntimeError(f"expected exactly one delivered alert, got {len(delivered)}")
-        summary += self.exfiltration(inbox)
-        summary += self.retention(inbox)
-        summary += self.breakglass(inbox)
-        summary += self.alerts()  # last: every alert of the run
-        return summary
+        fixed = self.invoke("PolicyGuardFunction", changed)
+        self.say("policy", "action", f"the valid policy is pushed back: valid={fixed['valid']}")
+        if [f["rule"] for f in found] != ["policy.invalid"] or not fixed["valid"]:
+            raise StepFailed(f"expected one policy.invalid alert for two checks (got {[f['rule'] for f in found]})")
+        return "policy guard: a broken policy raised one critical alert for two checks; running functions kept the last valid one"
 
-    def poll(self, logical_id: str) -> Any:
-        return poll(self.template, logical_id, self.state, extra_env={"POWERTOOLS_METRICS_DISABLED": "true"})
+    # ------------------------------------------------------------------ 08:30 schema gate and model registry
+    def tags(self, bucket: str, key: str) -> dict[str, str]:
+        return {t["Key"]: t["Value"] for t in self.s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
 
-    def show(self, delivered: list[dict[str, Any]]) -> None:
-        for item in delivered:
-            f = item["finding"]
-            print(f"  alert [{f['severity']}] {f['rule']} stage={f['stage']} principal={f['principal']}")
-            print(f"    {f['summary']}")
-            print(f"    action: {f['action']}")
-
-    def exfiltration(self, inbox: str) -> list[str]:
-        from datetime import datetime, timedelta, timezone
-
-        iam = emulator.boto_client("iam", self.state)
-        bucket, role = "acme-lab-data", "DataScientistAlice"
-        self.s3.create_bucket(Bucket=bucket)
-        self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        self.s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"EventBridgeConfiguration": {}})
-        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]}))
-
-        _step("5. Exfiltration: a bulk CLI download from the lab, detected and contained")
-        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=6)
-        records = bulk_download(role=role, session="alice@example.com", bucket=bucket, objects=1500, start=start,
-                                seconds=240, nbytes=120_000)
-        key = log_key(start, "demo0bulk")
-        body = log_file(records)
-        self.s3.put_object(Bucket=self.state.refs["CloudTrailLogBucket"], Key=key, Body=body)
-        print(f"alice ran `aws s3 cp --recursive s3://{bucket}/ .` from a laptop: 1500 objects, 172 MiB in 4 minutes")
-        print(f"CloudTrail delivered {key} ({len(body)} bytes gzip); S3 -> EventBridge -> ExfilQueue")
-        result = self.poll("ExfiltrationFunction")
-        print(f"ExfiltrationFunction polled {result.received} message(s) from its queue, {result.failed} failed")
-        delivered = self.drain(inbox)
-        self.show(delivered)
-        for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
-            deny = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-            deny = json.loads(deny) if isinstance(deny, str) else deny
-            print(f"  role {role} now has inline policy {name}: Deny * when "
-                  f"{json.dumps(deny['Statement'][0]['Condition'])} (her session only; colleagues on the role keep working)")
-        rules = sorted({d["finding"]["rule"] for d in delivered})
-        if "exfil.bulk-download" not in rules:
-            raise RuntimeError(f"bulk download not detected (got {rules})")
-
-        _step("6. Exfiltration: a backdoor bucket policy, detected and reverted")
-        backdoor = {"Version": "2012-10-17", "Statement": [{
-            "Sid": "Backdoor", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999988887777:root"},
-            "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"]}]}
-        self.s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(backdoor))
-        print(f"someone ran put-bucket-policy on {bucket} granting account 999988887777 read access")
-        detail = management_event("PutBucketPolicy", "s3.amazonaws.com",
-                                  {"bucketName": bucket, "bucketPolicy": backdoor, "Host": f"{bucket}.s3.amazonaws.com", "policy": ""})
-        events = emulator.boto_client("events", self.state)
-        events.put_events(Entries=[{"Source": "aws.s3", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(detail)}])
-        print("CloudTrail -> EventBridge (management event) -> ExfilQueue")
-        result = self.poll("ExfiltrationFunction")
-        print(f"ExfiltrationFunction polled {result.received} message(s) from its queue, {result.failed} failed")
-        policy_findings = self.drain(inbox)
-        self.show(policy_findings)
-        try:
-            after = self.s3.get_bucket_policy(Bucket=bucket)["Policy"]
-        except Exception:  # NoSuchBucketPolicy: the only statement was the backdoor
-            after = "(no bucket policy)"
-        print(f"  bucket policy of {bucket} now: {after}")
-        if "999988887777" in after:
-            raise RuntimeError("backdoor bucket policy was not reverted")
-        return [
-            f"exfiltration: bulk download detected ({', '.join(rules)}), alice's session on {role} denied",
-            f"exfiltration: backdoor bucket policy on {bucket} detected and reverted",
-        ] + self.schema_gate(inbox, bucket)
-
-    def schema_gate(self, inbox: str, bucket: str) -> list[str]:
-        import tempfile
-
+    def schema_gate(self) -> str:
         from gate.engine import profile
         from gate.readers import batches
+        from stage_policy.loader import loads
 
         from stagewarden.datagen import write_csv
 
-        _step("7. Schema gate: a good and a bad upload to the lab's landing prefix")
+        self.at("08:30")
         contract = loads(self.policy.read_text(), str(self.policy)).contract("transactions")
         with tempfile.TemporaryDirectory() as tmp:
             base, good, bad = (Path(tmp) / n for n in ("baseline.csv", "good.csv", "bad.csv"))
             write_csv(base, 20000, seed=99)
             with base.open("rb") as fh:
                 baseline = profile(contract, batches(fh, "baseline.csv", contract, lambda rows: None))
-            location = contract.drift.baseline
-            b_bucket, _, b_key = location[5:].partition("/")
+            b_bucket, _, b_key = contract.drift.baseline[5:].partition("/")
             self.s3.put_object(Bucket=b_bucket, Key=b_key, Body=json.dumps(baseline).encode())
-            print(f"drift baseline profiled from 20,000 rows and stored at {location}")
+            self.say("gate", "event", f"the data owner stores the drift baseline of contract {contract.name} "
+                                      f"(20,000 rows) at {contract.drift.baseline}")
             write_csv(good, 5000, seed=3)
             planted = write_csv(bad, 5000, seed=4, dirty=True, per_defect=3, duplicates=2)
-            keys = {}
-            for path in (good, bad):
-                keys[path.name] = f"{contract.prefix}2026-11-22/{path.name}"
-                self.s3.put_object(Bucket=bucket, Key=keys[path.name], Body=path.read_bytes())
-        print(f"uploaded {keys['good.csv']} (clean) and {keys['bad.csv']} (planted: {planted.counts})")
+            keys = {p.name: f"{contract.prefix}2026-11-23/{p.name}" for p in (good, bad)}
+            self.at("08:40")
+            self.s3.put_object(Bucket=LAB_DATA, Key=keys["good.csv"], Body=good.read_bytes())
+            self.say("gate", "event", f"the nightly ETL uploads s3://{LAB_DATA}/{keys['good.csv']} (5,000 clean rows)")
+            self.at("08:42")
+            self.s3.put_object(Bucket=LAB_DATA, Key=keys["bad.csv"], Body=bad.read_bytes())
+            defects = ", ".join(f"{k} {v}" for k, v in planted.counts.items())
+            self.say("gate", "event", f"a manual upload lands s3://{LAB_DATA}/{keys['bad.csv']} (5,000 rows; planted: {defects})")
         result = self.poll("SchemaGateFunction")
-        print(f"SchemaGateFunction polled {result.received} message(s) from its queue, {result.failed} failed")
-        delivered = self.drain(inbox)
-        self.show(delivered)
-        reports = self.s3.list_objects_v2(Bucket=bucket, Prefix=contract.reports_prefix).get("Contents", [])
-        print(f"  reports written: {', '.join(r['Key'] for r in reports)}")
-        promoted = self.s3.list_objects_v2(Bucket=bucket, Prefix=contract.validated_prefix or "-").get("Contents", [])
-        print(f"  promoted: {', '.join(p['Key'] for p in promoted) or 'none'}")
-        fence = [st for st in json.loads(self.s3.get_bucket_policy(Bucket=bucket)["Policy"])["Statement"]
-                 if st["Sid"].startswith("StagewardenGate")]
-        for st in fence:
-            print(f"  bucket policy statement {st['Sid']}: {st['Effect']} {st['Action']} on {st['Resource']} "
-                  f"when {st.get('Condition')}")
-        print("  (the emulator does not enforce statements with conditions; tests/unit/schema_gate/test_app.py shows"
-              " them refusing a data scientist's reads, forged tags and writes under moto)")
-        rules = sorted(d["finding"]["rule"] for d in delivered)
-        if "data.quality" not in rules or len(promoted) != 1:
-            raise RuntimeError(f"schema gate: expected the bad file flagged and the good one promoted (got {rules}, {promoted})")
-        return [f"schema gate: good file passed and promoted, bad file quarantined ({', '.join(rules)})"]
+        self.say("gate", "decision", f"S3 -> EventBridge -> SchemaGateQueue -> SchemaGateFunction: {result.received} "
+                                     f"message(s), {result.failed} failed")
+        verdict = {name: self.tags(LAB_DATA, key).get("stagewarden:validation") for name, key in keys.items()}
+        promoted = [p["Key"] for p in self.s3.list_objects_v2(Bucket=LAB_DATA, Prefix=contract.validated_prefix or "-").get(
+            "Contents", [])]
+        self.say("gate", "action", f"good.csv tagged {verdict['good.csv']}, copied to {', '.join(promoted) or 'nowhere'}; "
+                                   f"bad.csv tagged {verdict['bad.csv']}: the bucket policy's fence keeps it unreadable")
+        found = self.findings("gate")
 
-    def namespace(self, policy: Path, **options: Any) -> Any:
-        """The arguments of a `stagewarden breakglass` command, against the demo's own emulator."""
-        import argparse
+        self.at("08:50")
+        import io
 
-        return argparse.Namespace(policy=str(policy), template=str(self.template), stack=None, state=self.state, format="table",
-                                  **options)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
-    def cli(self, func: Any, policy: Path, **options: Any) -> str | None:
-        """Run a `stagewarden breakglass` command against the demo's emulator; a refusal is printed as the CLI prints it."""
-        from stagewarden.usage import UsageError
+        buf = io.BytesIO()
+        pq.write_table(pa.table({"customer_id": list(range(1000)), "balance": [i * 1.5 for i in range(1000)],
+                                 "churned": [i % 7 == 0 for i in range(1000)]}), buf)
+        dataset_key = f"models/churn/v7/{PLANTED}.bin"
+        self.s3.put_object(Bucket=LAB_MODELS, Key=dataset_key, Body=buf.getvalue())
+        self.say("gate", "event", f"someone drops a Parquet table of customers into the model registry as "
+                                  f"s3://{LAB_MODELS}/{dataset_key} (its name carries an HTML tag; the report escapes it)")
+        self.at("08:55")
+        model_key = "models/churn/v7/model.onnx"
+        onnx = b"\x08\x08\x12\x07pytorch\x1a\x032.1:" + b"\x00" * 64  # an ONNX ModelProto's first fields
+        self.s3.put_object(Bucket=LAB_MODELS, Key=model_key, Body=onnx)
+        self.say("gate", "event", f"the training pipeline registers s3://{LAB_MODELS}/{model_key} (an ONNX model)")
+        result = self.poll("SchemaGateFunction")
+        registry = {"dataset": self.tags(LAB_MODELS, dataset_key).get("stagewarden:validation"),
+                    "model": self.tags(LAB_MODELS, model_key)}
+        self.say("gate", "decision", f"SchemaGateFunction judged {result.received} object(s) by their bytes: the table is a "
+                                     f"dataset (tagged {registry['dataset']}), the model passes (tagged "
+                                     f"{registry['model'].get('stagewarden:validation')}, SHA-256 "
+                                     f"{registry['model'].get('stagewarden:validation-sha256', '-')[:12]}… registered)")
+        found += self.findings("gate")
+        rules = sorted({f["rule"] for f in found})
+        if verdict != {"good.csv": "passed", "bad.csv": "failed"} or len(promoted) != 1 or registry["dataset"] != "failed" \
+                or registry["model"].get("stagewarden:validation") != "passed" or "data.in-model-registry" not in rules:
+            raise StepFailed(f"expected good passed and promoted, bad and the dataset failed, the model passed "
+                             f"(got {verdict}, {promoted}, {registry}, {rules})")
+        return (f"schema gate: the clean upload passed and was promoted, the dirty one quarantined; a dataset in the model "
+                f"registry quarantined, the model registered ({', '.join(rules)})")
 
-        try:
-            func(self.namespace(policy, **options))
-        except UsageError as exc:
-            print(f"stagewarden: {exc} (exit 2)")
-            return str(exc)
-        return None
-
-    def breakglass_alerts(self, inbox: str) -> list[dict[str, Any]]:
-        """The inbox's break-glass alerts (other steps' alerts are theirs to show)."""
-        return [d for d in self.drain(inbox) if d["finding"]["rule"].startswith("breakglass.")]
-
-    def breakglass(self, inbox: str) -> list[str]:
-        with tempfile.TemporaryDirectory(prefix="stagewarden-demo-policy-") as tmp:
-            return self._breakglass(inbox, Path(tmp) / "policy.yaml")
-
-    def _breakglass(self, inbox: str, policy: Path) -> list[str]:
-        from datetime import datetime, timezone
-
-        from stagewarden import breakglass as bg
-        from stagewarden import breakglass_events as ev
-
-        _step("9. Break glass: an approved grant expires on schedule; an unapproved activation is reverted")
-        iam, events = emulator.boto_client("iam", self.state), emulator.boto_client("events", self.state)
-        role, oncall, alice = "BreakGlassProd", "arn:aws:iam::123456789012:role/OnCallEngineer", "arn:aws:iam::123456789012:role/DataScientistAlice"
-        baseline = {"Version": "2012-10-17", "Statement": [{"Sid": "Baseline", "Effect": "Allow",
-                                                            "Principal": {"Service": "ssm.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(baseline),
-                        Tags=[{"Key": "stagewarden:stage", "Value": "final-prod"}])
-        iam.create_role(RoleName="OnCallEngineer", AssumeRolePolicyDocument=json.dumps(baseline))
-        # the operator has moved final-prod to enforce (the example policy keeps every stage but the lab in dry run)
-        text = self.policy.read_text().replace(
-            "  final-prod:                    # locked production: permanent, immutable, service principals only\n",
-            "  final-prod:                    # locked production: permanent, immutable, service principals only\n    mode: enforce\n")
-        policy.write_text(text)
-        bucket, _, key = emulator.policy_location(self.state)[5:].partition("/")
-        self.s3.put_object(Bucket=bucket, Key=key, Body=text.encode())
-        print(f"final-prod moved to mode: enforce (pushed to {emulator.policy_location(self.state)})")
-
-        def show_role(label: str) -> dict[str, Any]:
-            r = iam.get_role(RoleName=role)["Role"]
-            inline = iam.list_role_policies(RoleName=role)["PolicyNames"]
-            principals = [st.get("Principal") for st in r["AssumeRolePolicyDocument"]["Statement"]]
-            tags = {t["Key"]: t["Value"] for t in r.get("Tags", []) if t["Key"] != "stagewarden:stage"}
-            print(f"  {role} {label}: trust principals {principals}; inline policies {inline}; approval tags {tags or '-'}")
-            return r
-
-        print("$ stagewarden breakglass sweep            # records each break-glass role's trust policy as its baseline")
-        self.cli(bg.cmd_sweep, policy, now=None)
-        print("$ stagewarden breakglass grant --role BreakGlassProd --principal ...:role/OnCallEngineer --approver intern@example.com ...")
-        refused = self.cli(bg.cmd_grant, policy, role=role, principal=oncall, approver="intern@example.com", ticket="INC-4711",
-                           duration="90m", reason="orders table corrupt", tag=None)
-        print("$ stagewarden breakglass grant --role BreakGlassProd --principal ...:role/OnCallEngineer "
-              "--approver vp-engineering@example.com --ticket INC-4711 --duration 90m")
-        self.cli(bg.cmd_grant, policy, role=role, principal=oncall, approver="vp-engineering@example.com", ticket="INC-4711",
-                 duration="90m", reason="orders table corrupt", tag=None)
-        show_role("now")
-        granted = self.breakglass_alerts(inbox)
-        self.show(granted)
-        warden, _ = bg.connect(self.namespace(policy))
-        [grant] = [g for g in warden.store.grants() if g.status == "active"]
-        deadline_doc = iam.get_role_policy(RoleName=role, PolicyName="StagewardenBreakGlassDeadline")["PolicyDocument"]
-        print(f"  StagewardenBreakGlassDeadline: Deny * when aws:CurrentTime > "
-              f"{deadline_doc['Statement'][0]['Condition']['DateGreaterThan']['aws:CurrentTime']}")
-
-        now = datetime.now(timezone.utc).replace(microsecond=0)
-        detail = ev.assume_role(f"arn:aws:iam::123456789012:role/{role}", "oncall@example.com",
-                                ev.session_identity("OnCallEngineer", "oncall@example.com"), now)
-        events.put_events(Entries=[{"Source": "aws.sts", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(detail)}])
-        result = self.poll("BreakGlassFunction")
-        print(f"the on-call engineer assumed {role}; CloudTrail -> EventBridge -> BreakGlassQueue -> BreakGlassFunction "
-              f"({result.received} message(s), {result.failed} failed): session kept for the review")
-
-        scheduler = emulator.boto_client("scheduler", self.state)
-        schedule = scheduler.get_schedule(Name=grant.schedule, GroupName=self.state.refs["BreakGlassScheduleGroup"])
-        print(f"one-time schedule {schedule['Name']}: {schedule['ScheduleExpression']} UTC -> BreakGlassFunction")
-        print("moto stores schedules but never fires them: the demo plays Scheduler and invokes the target with the schedule's "
-              "input, context attributes filled in")
-        payload = json.loads(schedule["Target"]["Input"].replace("<aws.scheduler.scheduled-time>", grant.deadline)
-                             .replace("<aws.scheduler.execution-id>", "demo-execution-1"))
-        fired = self.invoke("BreakGlassFunction", payload)
-        print(f"  expiry: {fired['result']}; sessions issued before {fired['revoked_before']} revoked; review due {fired['review_due']}")
-        after = show_role("after expiry")
-        replay = self.invoke("BreakGlassFunction", payload)
-        print(f"  the same firing delivered again: returned the first run's result ({replay['result']}), changed nothing "
-              f"(one expired record, {len(warden.store.reviews())} review)")
-        review = warden.store.review(grant.grant_id)
-        print(f"  review record: grant {review.grant_id}, principal {review.principal}, approver {review.approver}, "
-              f"ticket {review.ticket}, {len(review.sessions)} session(s), due {review.due}")
-
-        print("alice tags the role approved-by=vp-engineering@example.com herself and opens its trust to her own role")
-        forged = {"stagewarden:approved-by": "vp-engineering@example.com", "stagewarden:ticket": "INC-0000",
-                  "stagewarden:expires-at": grant.deadline}
-        iam.tag_role(RoleName=role, Tags=[{"Key": k, "Value": v} for k, v in forged.items()])
-        iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(ev.opened_trust(alice)))
-        who = ev.session_identity("DataScientistAlice", "alice@example.com")
-        for d in (ev.tag_role(role, forged, who, now), ev.update_trust(role, ev.opened_trust(alice), who, now)):
-            events.put_events(Entries=[{"Source": "aws.iam", "DetailType": "AWS API Call via CloudTrail", "Detail": json.dumps(d)}])
-        result = self.poll("BreakGlassFunction")
-        print(f"BreakGlassFunction polled {result.received} message(s), {result.failed} failed")
-        delivered = self.breakglass_alerts(inbox)
-        self.show(delivered)
-        final = show_role("now")
-        rules = sorted(d["finding"]["rule"] for d in delivered)
-        statements = final["AssumeRolePolicyDocument"]["Statement"]
-        if refused is None or fired["result"] != "expired" or set(rules) != {"breakglass.refused"} or len(statements) != 1 \
-                or len(after["AssumeRolePolicyDocument"]["Statement"]) != 1 or [d["finding"]["rule"] for d in granted] != [
-                    "breakglass.granted"]:
-            raise RuntimeError(f"break glass: expected a refusal, an expiry and a revert (got {rules}, {fired})")
-        return [f"break glass: refused a non-approver, granted {grant.grant_id} with an IAM deadline, expired it on schedule "
-                "(baseline restored, sessions revoked, review created)",
-                f"break glass: an unapproved activation (self-tagged approval) reverted at once ({len(rules)} critical "
-                "breakglass.refused alerts)"]
-
-
-    def alerts(self) -> list[str]:
-        from courier.render import as_text
-
-        from stage_policy.findings import Finding
-        from stage_policy.publish import FindingPublisher
-        from stagewarden.sink import Sink, point_secret
-
-        _step("10. Alert delivery: every finding of this run, as Slack shows it, and in Security Hub")
-        policy = loads(self.policy.read_text(), str(self.policy))
-        secret = policy.alerts.slack_webhook_secret or "stagewarden/slack-webhook"
-        sqs = self.sqs
-        queue, dlq = self.state.attrs["AlertQueue.QueueUrl"], self.state.attrs["AlertDeadLetterQueue.QueueUrl"]
-        with Sink() as sink:
-            point_secret(emulator.boto_client("secretsmanager", self.state), secret, sink.url)
-            print(f"local Slack sink at {sink.shown_url}; secret {secret} points at it (the token is never printed)")
-            result = self.poll("AlertFunction")
-            posts = sink.wait_for(1)
-            print(f"AlertFunction took {result.received} finding(s) from AlertQueue (subscribed raw to the alerts topic), "
-                  f"{result.failed} failed; {len(posts)} Slack post(s)")
-            for post in posts:
-                print("\n" + "\n".join("  | " + line for line in as_text(post).splitlines()))
-            hub = emulator.boto_client("securityhub", self.state).get_findings(MaxResults=100)["Findings"]
-            print(f"\nSecurity Hub holds {len(hub)} finding(s), one per incident:")
-            for f in hub:
-                print(f"  {f['Severity']['Label']:<8} {f['Id'][:70]:<70} count {f['ProductFields']['stagewarden/count']}")
-
-            _step("11. Alert delivery under faults: Slack down, the DLQ, a redrive")
-            sink.set_faults(share_500=1.0)
-            outage = Finding(rule="audit.tamper", severity="critical", resource="arn:aws:cloudtrail:us-east-1:123456789012:trail/org-trail",
-                             principal="arn:aws:iam::123456789012:role/DataScientistAlice",
-                             summary="CloudTrail trail org-trail: DeleteTrail (deleted the trail), published while Slack is down.")
-            FindingPublisher(self.sns, self.state.refs["AlertsTopic"]).publish(outage)
-            result = self.poll("AlertFunction")
-            waiting = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages", [])
-            print(f"the sink answers 500 to every post: {result.received} receive(s), {result.failed} failure(s), "
-                  f"answers {dict(sink.answers)}; {len(waiting)} finding(s) now in AlertDeadLetterQueue")
-            print("(in AWS the AlertDeadLettersAlarm mails the operations topic's AlertEmail subscription)")
-            sink.set_faults(share_429=0.5, retry_after=0)
-            for m in waiting:  # an operator's redrive once Slack is back
-                sqs.send_message(QueueUrl=queue, MessageBody=m["Body"])
-                sqs.delete_message(QueueUrl=dlq, ReceiptHandle=m["ReceiptHandle"])
-            before = len(sink.posts)
-            self.poll("AlertFunction")
-            redriven = sink.wait_for(before + len(waiting))[before:]
-            print(f"redriven with Slack back (answering 429 to half the posts, retried after Retry-After): "
-                  f"{len(redriven)} delivered")
-            for post in redriven:
-                print("\n" + "\n".join("  | " + line for line in as_text(post).splitlines()))
-            if not posts or len(waiting) != 1 or len(redriven) != 1 or sink.token in json.dumps(self.state.resources):
-                raise RuntimeError("alert delivery: expected posts, one dead letter and its redelivery")
-        return [f"alerts: {len(posts)} Slack post(s) and {len(hub)} Security Hub finding(s) for this run's incidents; "
-                "a finding sent while Slack was down waited in the DLQ and was delivered on redrive"]
-
-
-    def retention(self, inbox: str) -> list[str]:
-        import os
-        from datetime import datetime, timedelta, timezone
-
+    # ------------------------------------------------------------------ 09:15 retention
+    def retention(self) -> str:
         from stagewarden.cli import main as cli
 
-        lab, prod = "acme-lab-scratch", "acme-prod-out"
-        events_dir = self.template.parent / "events" / "retention"
-
-        def event(name: str, bucket: str) -> dict[str, Any]:
-            data = json.loads((events_dir / name).read_text())
-            data["detail"]["requestParameters"]["bucketName"] = bucket
-            data["detail"]["eventID"] += f"-{bucket}"  # one CloudTrail event per bucket (a replayed one is acted on once)
-            return data
-
-        def rule_ids(bucket: str) -> list[str]:
-            try:
-                return [r["ID"] for r in self.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]]
-            except Exception:  # noqa: BLE001 - NoSuchLifecycleConfiguration
-                return []
-
-        def count(bucket: str) -> tuple[int, int]:
-            page = self.s3.list_object_versions(Bucket=bucket)
-            return len(page.get("Versions", [])), len(page.get("DeleteMarkers", []))
-
-        _step("8. Retention: a tampered lab lifecycle is brought back to policy, expired versions swept, prod untouched")
-        for bucket in (lab, prod):
-            self.s3.create_bucket(Bucket=bucket)
-            self.s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-        for key in ("raw/2026-11/events.csv", "raw/2026-11/events.csv", "raw/2026-11/users.csv", "aggregated/daily.parquet",
+        self.at("09:15")
+        for key in ("raw/2026-10/events.csv", "raw/2026-10/events.csv", "raw/2026-10/users.csv", "aggregated/daily.parquet",
                     "aggregated/daily.parquet"):
-            self.s3.put_object(Bucket=lab, Key=key, Body=b"data")
-        self.s3.delete_object(Bucket=lab, Key="raw/2026-11/users.csv")
-        self.s3.put_object(Bucket=prod, Key="published/model-v1.json", Body=b"{}")
+            self.s3.put_object(Bucket=LAB_SCRATCH, Key=key, Body=b"data")
+        self.s3.delete_object(Bucket=LAB_SCRATCH, Key="raw/2026-10/users.csv")
         tampered = [
             {"ID": "stagewarden-class-raw/", "Status": "Enabled", "Filter": {"Prefix": "raw/"}, "Expiration": {"Days": 3650}},
             {"ID": "cleanup", "Status": "Enabled", "Filter": {"Prefix": "aggregated/"}, "Expiration": {"Days": 1},
              "Transitions": [{"Days": 0, "StorageClass": "GLACIER_IR"}]},
         ]
-        self.s3.put_bucket_lifecycle_configuration(Bucket=lab, LifecycleConfiguration={"Rules": tampered})
-        self.s3.put_bucket_lifecycle_configuration(Bucket=prod, LifecycleConfiguration={"Rules": [
-            {"ID": "tidy", "Status": "Enabled", "Filter": {"Prefix": ""}, "Expiration": {"Days": 365}}]})
-        print(f"{lab}: raw/ kept ten years and an owner rule expiring aggregated/ after 1 day; {count(lab)[0]} versions, "
-              f"{count(lab)[1]} delete marker")
-        print(f"{prod} (final-prod, dry run in this policy): an expiration rule; 1 published object")
+        self.s3.put_bucket_lifecycle_configuration(Bucket=LAB_SCRATCH, LifecycleConfiguration={"Rules": tampered})
+        self.say("retention", "event", f"a lab user rewrites the lifecycle of {LAB_SCRATCH}: raw/ kept ten years (policy: "
+                                       "30 days) and an own rule expiring aggregated/ after 1 day (below the 7-day floor)")
+        event = json.loads((self.template.parent / "events" / "retention" / "put_bucket_lifecycle.eventbridge.json").read_text())
+        event["detail"]["requestParameters"]["bucketName"] = LAB_SCRATCH
+        event["detail"]["eventID"] += f"-{LAB_SCRATCH}"
+        result = self.invoke("RetentionFunction", event)
+        lifecycle = {r["ID"]: r for r in self.s3.get_bucket_lifecycle_configuration(Bucket=LAB_SCRATCH)["Rules"]}
+        raw_days = lifecycle.get("stagewarden-class-raw/", {}).get("Expiration", {}).get("Days")
+        owner = lifecycle.get("cleanup", {})
+        self.say("retention", "decision", f"PutBucketLifecycle -> EventBridge -> RetentionFunction: "
+                                          f"{len(result['findings'])} finding(s)")
+        self.say("retention", "action", f"lifecycle of {LAB_SCRATCH} brought back to policy: raw/ expires after {raw_days} "
+                                        f"days again; the owner's rule 'cleanup' keeps its transition, loses its 1-day expiry")
+        found = self.findings("retention")
 
-        result = self.invoke("RetentionFunction", event("put_bucket_lifecycle.eventbridge.json", lab))
-        print(f"event path (PutBucketLifecycle via EventBridge): {len(result['findings'])} finding(s); "
-              f"{lab} rules now {rule_ids(lab)}")
-        result = self.invoke("RetentionFunction", event("put_bucket_lifecycle.eventbridge.json", prod))
-        print(f"event path on {prod}: {len(result['findings'])} finding(s); rules still {rule_ids(prod)} (final-prod is "
-              "dry run in this policy: reported, not changed)")
-        self.show(self.drain(inbox))
-
-        config = json.loads((events_dir / "config_periodic.json").read_text())
-        verdicts = self.invoke("RetentionFunction", config)["evaluations"]
-        for v in verdicts:
-            if v["ComplianceResourceId"] in (lab, prod):
-                print(f"AWS Config rule (periodic, TESTMODE): {v['ComplianceResourceId']} {v['ComplianceType']}: {v['Annotation'][:110]}")
-
-        daily = self.invoke("RetentionFunction", json.loads((events_dir / "schedule.json").read_text()))
-        print(f"daily schedule as of the clock: {daily['buckets']} buckets reconciled, {daily['outcomes']} "
-              "(nothing written today is past retention)")
-
+        self.at("09:20")
+        page = self.s3.list_object_versions(Bucket=LAB_SCRATCH)
+        before = len(page.get("Versions", [])), len(page.get("DeleteMarkers", []))
         when = (datetime.now(timezone.utc) + timedelta(days=45)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        print(f"moto stamps every write with today's date, so the sweep runs as of {when} (45 days on), as an operator would:")
-        print(f"$ stagewarden retention apply --policy {self.policy.name} --bucket {lab} --bucket {prod} --now {when}")
+        self.say("retention", "event", f"{LAB_SCRATCH} holds {before[0]} object versions and {before[1]} delete marker; the "
+                                       f"daily sweep runs as of {when} (45 days on: the emulator stamps writes with today)")
         saved = dict(os.environ)
         os.environ.update(self.state.environ())
         try:
-            code = cli(["retention", "apply", "--policy", str(self.policy), "--bucket", lab, "--bucket", prod, "--now", when])
+            with self.quiet():
+                code = cli(["retention", "apply", "--policy", str(self.policy), "--bucket", LAB_SCRATCH, "--now", when])
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        after_lab, after_prod = count(lab), count(prod)
-        print(f"  {lab}: {after_lab[0]} version(s), {after_lab[1]} delete marker(s) left (aggregated/ keeps 90 days; raw/ 30, "
-              f"old versions 7); {prod}: {after_prod[0]} version(s), rules {rule_ids(prod)}")
-        if code != 0 or after_lab != (1, 0) or after_prod != (1, 0) or "stagewarden-class-raw/" not in rule_ids(lab):
-            raise RuntimeError(f"retention: expected the lab swept to 1 version and prod untouched (got {after_lab}, {after_prod})")
-        return [f"retention: {lab} lifecycle restored by the event path, expired versions swept (4 versions, 1 marker), "
-                f"{prod} untouched and reported"]
+        page = self.s3.list_object_versions(Bucket=LAB_SCRATCH)
+        after = len(page.get("Versions", [])), len(page.get("DeleteMarkers", []))
+        left = ", ".join(v["Key"] for v in page.get("Versions", []))
+        self.say("retention", "action", f"expired versions deleted: {before[0] - after[0]} version(s) and "
+                                        f"{before[1] - after[1]} delete marker(s); left: {left or 'nothing'} "
+                                        "(aggregated/ keeps 90 days)")
+        if code != 0 or after != (1, 0) or raw_days != 30 or "Expiration" in owner or not owner.get("Transitions"):
+            raise StepFailed(f"expected the lifecycle restored and the lab swept to 1 version (got {lifecycle}, {after})")
+        return (f"retention: the tampered lifecycle of {LAB_SCRATCH} restored by the event path; "
+                f"{before[0] - after[0]} expired versions and {before[1] - after[1]} delete marker swept "
+                f"({', '.join(sorted({f['rule'] for f in found})) or 'no finding'})")
 
-def run(template: Path, policy: Path) -> int:
+    # ------------------------------------------------------------------ 09:40 bucket posture
+    def posture(self) -> str:
+        self.at("09:40")
+        self.s3.delete_public_access_block(Bucket=LAB_DATA)
+        self.say("posture", "event", f"alice ({ALICE_ROLE}) deletes the public access block of {LAB_DATA} "
+                                     "to share a chart with a partner")
+        event = json.loads((self.template.parent / "events" / "retention" / "delete_public_access_block.eventbridge.json")
+                           .read_text())
+        event["detail"]["requestParameters"]["bucketName"] = LAB_DATA
+        event["detail"]["requestParameters"]["Host"] = f"{LAB_DATA}.s3.amazonaws.com"
+        event["detail"]["eventID"] += "-demo"
+        result = self.invoke("RetentionFunction", event)
+        self.say("posture", "decision", f"DeletePublicAccessBlock -> EventBridge -> RetentionFunction re-reconciles {LAB_DATA}: "
+                                        f"{len(result['findings'])} finding(s)")
+        block = self.s3.get_public_access_block(Bucket=LAB_DATA)["PublicAccessBlockConfiguration"]
+        self.say("posture", "action", f"public access block of {LAB_DATA} restored within the one event: "
+                                      f"{', '.join(k for k, v in block.items() if v)} on")
+        found = self.findings("posture")
+        rules = sorted({f["rule"] for f in found})
+        if not all(block.values()) or len(block) != 4 or rules != ["posture.public-access"] or \
+                not all(f["principal"] and "alice" in f["principal"] for f in found):
+            raise StepFailed(f"expected the block restored and one posture.public-access naming alice (got {block}, {rules})")
+        return f"posture: the deleted public access block of {LAB_DATA} restored by one event, one critical alert naming alice"
+
+    # ------------------------------------------------------------------ 10:00 exfiltration
+    def exfiltration(self) -> str:
+        from stagewarden.trailgen import bulk_download, copies, log_file, log_key, management_event, shared_role_day
+
+        self.at("10:00")
+        start = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=8)
+        records = shared_role_day(colleagues=len(COLLEAGUES), role=SHARED_ROLE, bucket=LAB_DATA, start=start, reads_each=300,
+                                  minutes=8)
+        text = json.dumps(records)
+        for i, name in enumerate(COLLEAGUES):  # colleague0@example.com -> bob@example.com
+            text = text.replace(f"colleague{i}@example.com", f"{name}@example.com")
+        records = json.loads(text)
+        colleagues = len(records)
+        self.say("exfil", "event", f"{', '.join(COLLEAGUES)} work in notebooks on the shared role {SHARED_ROLE}: "
+                                   f"{colleagues} reads through the VPC endpoint in 8 minutes")
+        self.at("10:04")
+        records += bulk_download(role=SHARED_ROLE, session="mallory@example.com", bucket=LAB_DATA, objects=1500, start=start,
+                                 seconds=240, nbytes=120_000, prefix="raw/2026/11/")
+        self.say("exfil", "event", f"mallory, on the same role, runs `aws s3 cp --recursive s3://{LAB_DATA}/raw/ .` from her "
+                                   "laptop: 1,500 objects, 172 MiB in 4 minutes")
+        records += copies(role=SHARED_ROLE, session="mallory@example.com", source_bucket=LAB_DATA, dest_bucket="mallory-loot",
+                          objects=40, start=start + timedelta(minutes=5), seconds=30)
+        self.say("exfil", "event", f"... and server-side copies 40 objects into mallory-loot, a bucket of no stage")
+        records.sort(key=lambda r: r["eventTime"])
+        key = log_key(start, "demo0day")
+        body = log_file(records)
+        self.s3.put_object(Bucket=self.state.refs["CloudTrailLogBucket"], Key=key, Body=body)
+        self.at("10:10")
+        self.say("exfil", "event", f"CloudTrail delivers a log file of {len(records)} records ({len(body):,} bytes gzip); "
+                                   "S3 -> EventBridge -> ExfilQueue")
+        result = self.poll("ExfiltrationFunction")
+        self.say("exfil", "decision", f"ExfiltrationFunction counted per session: {result.received} message(s), "
+                                      f"{result.failed} failed")
+        denies = {}
+        for name in self.iam.list_role_policies(RoleName=SHARED_ROLE)["PolicyNames"]:
+            doc = self.iam.get_role_policy(RoleName=SHARED_ROLE, PolicyName=name)["PolicyDocument"]
+            denies[name] = json.loads(doc) if isinstance(doc, str) else doc
+        userids = [st.get("Condition", {}).get("StringEquals", {}).get("aws:userid") for d in denies.values()
+                   for st in d["Statement"]]
+        self.say("exfil", "action", f"{SHARED_ROLE} gets inline policy {', '.join(denies) or '-'}: Deny * when aws:userid = "
+                                    f"{', '.join(map(str, userids))} (mallory's session only; colleagues keep working)")
+        found = self.findings("exfil")
+        principals = {_who(f.get("principal")) for f in found}
+        rules = sorted({f["rule"] for f in found})
+        if "exfil.bulk-download" not in rules or "exfil.copy-out" not in rules or \
+                principals != {f"{SHARED_ROLE}/mallory@example.com"} or len(userids) != 1 or \
+                not str(userids[0]).endswith(":mallory@example.com"):
+            raise StepFailed(f"expected bulk download and copy-out findings naming only mallory, and one session deny "
+                             f"(got {rules}, {principals}, {userids})")
+
+        self.at("10:30")
+        backdoor = {"Sid": "Backdoor", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::999988887777:root"},
+                    "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": [f"arn:aws:s3:::{LAB_DATA}", f"arn:aws:s3:::{LAB_DATA}/*"]}
+        current = json.loads(self.s3.get_bucket_policy(Bucket=LAB_DATA)["Policy"])
+        opened = {**current, "Statement": current["Statement"] + [backdoor]}
+        self.s3.put_bucket_policy(Bucket=LAB_DATA, Policy=json.dumps(opened))
+        self.say("exfil", "event", f"oscar ({OSCAR_ROLE}) adds a statement to the bucket policy of {LAB_DATA} granting "
+                                   "account 999988887777 read access")
+        detail = management_event("PutBucketPolicy", "s3.amazonaws.com",
+                                  {"bucketName": LAB_DATA, "bucketPolicy": opened, "Host": f"{LAB_DATA}.s3.amazonaws.com",
+                                   "policy": ""}, role=OSCAR_ROLE, session="oscar@example.com",
+                                  when=datetime.now(timezone.utc).replace(microsecond=0))
+        self.put_events(detail)
+        result = self.poll("ExfiltrationFunction")
+        self.say("exfil", "decision", f"PutBucketPolicy -> EventBridge -> ExfilQueue -> ExfiltrationFunction: "
+                                      f"{result.received} message(s), {result.failed} failed")
+        after = json.loads(self.s3.get_bucket_policy(Bucket=LAB_DATA)["Policy"])
+        sids = [st.get("Sid", "-") for st in after["Statement"]]
+        self.say("exfil", "action", f"the external statement is removed; the bucket policy keeps {', '.join(sids)}")
+        more = self.findings("exfil")
+        if "999988887777" in json.dumps(after) or len(after["Statement"]) != len(current["Statement"]) or \
+                "exfil.bucket-policy-external" not in {f["rule"] for f in more}:
+            raise StepFailed(f"expected the backdoor reverted and the other statements kept (got {sids})")
+        found += more
+        return (f"exfiltration: mallory's bulk download and copy-out on a shared role found and her session denied, "
+                f"{len(COLLEAGUES)} colleagues untouched; a backdoor bucket policy reverted "
+                f"({', '.join(sorted({f['rule'] for f in found}))})")
+
+    # ------------------------------------------------------------------ 13:00 break glass
+    def breakglass(self) -> str:
+        import argparse
+
+        from stagewarden import breakglass as bg
+        from stagewarden import breakglass_events as ev
+        from warden.rules import GrantRequest, Refused
+
+        role, oncall = "BreakGlassProd", f"arn:aws:iam::{ACCOUNT}:role/OnCallEngineer"
+        baseline = {"Version": "2012-10-17", "Statement": [{"Sid": "Baseline", "Effect": "Allow",
+                                                            "Principal": {"Service": "ssm.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        self.iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(baseline),
+                             Tags=[{"Key": "stagewarden:stage", "Value": "final-prod"}])
+        self.iam.create_role(RoleName="OnCallEngineer", AssumeRolePolicyDocument=json.dumps(baseline))
+        args = argparse.Namespace(policy=str(self.policy), template=str(self.template), stack=None, state=self.state)
+        with self.quiet():
+            warden, wiring = bg.connect(args)
+            requested_by, _ = bg.caller(wiring)
+            now = datetime.now(timezone.utc).replace(microsecond=0)
+            warden.sweep(now, via="demo: the 5-minute sweep")
+
+        def trust() -> list[Any]:
+            return [st.get("Principal") for st in self.iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]["Statement"]]
+
+        self.at("13:00")
+        self.say("breakglass", "event", f"the 5-minute sweep records the trust policy of {role} (final-prod) as its baseline: "
+                                        f"{json.dumps(trust())}")
+        self.at("13:02")
+        try:
+            warden.grant(GrantRequest(role, oncall, "intern@example.com", "INC-4711", 90, "orders table corrupt", {}), now,
+                         requested_by)
+            refused = ""
+        except Refused as exc:
+            refused = str(exc)
+        self.say("breakglass", "decision", f"`breakglass grant --approver intern@example.com` refused, nothing changed: "
+                                           f"{refused or 'NOT REFUSED'}")
+        self.at("13:05")
+        with self.quiet():
+            grant = warden.grant(GrantRequest(role, oncall, "vp-engineering@example.com", "INC-4711", 90,
+                                              "orders table corrupt", {}), now, requested_by)
+        self.say("breakglass", "action", f"VP-approved grant {grant.grant_id}: {role} opened to OnCallEngineer for 90 minutes; "
+                                         f"IAM denies every call after {grant.deadline}; one-time expiry schedule created")
+        self.findings("breakglass")
+        self.at("13:07")
+        detail = ev.assume_role(f"arn:aws:iam::{ACCOUNT}:role/{role}", "oncall@example.com",
+                                ev.session_identity("OnCallEngineer", "oncall@example.com"), now)
+        self.put_events(detail)
+        result = self.poll("BreakGlassFunction")
+        self.say("breakglass", "event", f"the on-call engineer assumes {role}; AssumeRole -> EventBridge -> BreakGlassQueue -> "
+                                        f"BreakGlassFunction ({result.received} message(s)): session kept for the review")
+        self.at("14:35")
+        schedule = self.client("scheduler").get_schedule(Name=grant.schedule,
+                                                         GroupName=self.state.refs["BreakGlassScheduleGroup"])
+        payload = json.loads(schedule["Target"]["Input"].replace("<aws.scheduler.scheduled-time>", grant.deadline)
+                             .replace("<aws.scheduler.execution-id>", "demo-execution-1"))
+        fired = self.invoke("BreakGlassFunction", payload)
+        restored = trust()
+        self.say("breakglass", "action", f"the deadline's schedule fires (played by the demo: moto never fires schedules): "
+                                         f"{fired['result']}; trust restored to {json.dumps(restored)}; sessions issued before "
+                                         f"{fired['revoked_before']} revoked; review due {fired['review_due']}")
+        found = self.findings("breakglass")
+        self.at("15:00")
+        forged = {"stagewarden:approved-by": "vp-engineering@example.com", "stagewarden:ticket": "INC-0000",
+                  "stagewarden:expires-at": grant.deadline}
+        oscar = f"arn:aws:iam::{ACCOUNT}:role/{OSCAR_ROLE}"
+        self.iam.tag_role(RoleName=role, Tags=[{"Key": k, "Value": v} for k, v in forged.items()])
+        self.iam.update_assume_role_policy(RoleName=role, PolicyDocument=json.dumps(ev.opened_trust(oscar)))
+        self.say("breakglass", "event", f"oscar tags {role} \"approved-by vp-engineering\" himself and opens its trust to "
+                                        f"his own role {OSCAR_ROLE} (no grant)")
+        who = ev.session_identity(OSCAR_ROLE, "oscar@example.com")
+        self.put_events(ev.tag_role(role, forged, who, now), ev.update_trust(role, ev.opened_trust(oscar), who, now))
+        result = self.poll("BreakGlassFunction")
+        final = self.iam.get_role(RoleName=role)["Role"]
+        tags = [t["Key"] for t in final.get("Tags", []) if t["Key"] != "stagewarden:stage"]
+        self.say("breakglass", "decision", f"BreakGlassFunction: {result.received} change(s) on a break-glass role without an "
+                                           "approved grant")
+        self.say("breakglass", "action", f"reverted at once: trust back to {json.dumps(trust())}, approval tags "
+                                         f"{', '.join(tags) or 'removed'}")
+        found += self.findings("breakglass")
+        rules = sorted({f["rule"] for f in found})
+        if not refused or fired["result"] != "expired" or len(restored) != 1 or len(final["AssumeRolePolicyDocument"][
+                "Statement"]) != 1 or "breakglass.refused" not in rules or "breakglass.granted" not in self.report.rules(
+                "breakglass") or tags:
+            raise StepFailed(f"expected a refusal, a grant, its expiry and a revert (got {rules}, {fired}, {tags})")
+        return (f"break glass: a non-approver refused; a VP-approved grant opened with an IAM deadline and expired on "
+                f"schedule (baseline restored, sessions revoked, review due); a self-approved activation reverted")
+
+    # ------------------------------------------------------------------ 15:30 time-boxed exception
+    def exception(self) -> str:
+        import argparse
+
+        from stagewarden import breakglass as bg
+        from warden.engine import SweepReport
+        from warden.timeboxed import grant_exception, sweep_exceptions
+
+        args = argparse.Namespace(policy=str(self.policy), template=str(self.template), stack=None, state=self.state)
+        principal = f"arn:aws:iam::{ACCOUNT}:role/{SHARED_ROLE}"
+        self.at("15:30")
+        now = datetime.now(timezone.utc).replace(microsecond=0)
+        until = now + timedelta(minutes=90)
+        with self.quiet():
+            warden, wiring = bg.connect(args)
+            requested_by, _ = bg.caller(wiring)
+            record = grant_exception(warden, RAW_CLICKS, principal, "cto@example.com", until,
+                                     "fraud model needs raw click data for one afternoon", "bob@example.com", now, requested_by)
+        inline = self.iam.list_role_policies(RoleName=SHARED_ROLE)["PolicyNames"]
+        self.say("exceptions", "action", f"exception {record.exception_id}: {SHARED_ROLE} may read s3://{RAW_CLICKS} until "
+                                         f"17:00 ({record.until}), approved by cto@example.com, owner bob; inline policy "
+                                         f"{record.policy_name} allows reads only while aws:CurrentTime < the expiry")
+        found = self.findings("exceptions")
+        self.at("17:05")
+        report = SweepReport(as_of=(until + timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        with self.quiet():
+            sweep_exceptions(warden, until + timedelta(minutes=5), report)
+        after = self.iam.list_role_policies(RoleName=SHARED_ROLE)["PolicyNames"]
+        self.say("exceptions", "action", f"the sweep (as of {report.as_of}) expires {', '.join(report.exceptions_expired) or '-'}: "
+                                         f"inline policy {record.policy_name} deleted, register entry marked expired")
+        found += self.findings("exceptions")
+        rules = sorted({f["rule"] for f in found})
+        if record.policy_name not in inline or record.policy_name in after or rules != ["exception.expired", "exception.granted"]:
+            raise StepFailed(f"expected the exception granted then expired and its policy removed (got {rules}, {after})")
+        return f"exceptions: a 90-minute read exception on {RAW_CLICKS} granted, then expired by the sweep and removed from IAM"
+
+    # ------------------------------------------------------------------ 17:30 alerts
+    def alerts(self) -> str:
+        self.at("17:30")
+        posts = len(self.sink.posts)
+        hub = self.client("securityhub").get_findings(MaxResults=100)["Findings"]
+        self.say("alerts", "decision", f"the day's alerts: {posts} Slack post(s) for {len(self.incidents)} incident(s); "
+                                       f"Security Hub holds {len(hub)} finding(s)")
+        self.report.slack_posts, self.report.incidents = posts, len(self.incidents)
+        if posts != len(self.incidents):
+            raise StepFailed(f"expected one Slack post per incident (got {posts} posts for {len(self.incidents)} incidents)")
+        return f"alerts: {posts} Slack post(s), one per incident, and {len(hub)} Security Hub finding(s)"
+
+    def run(self) -> None:
+        self.setup()
+        for step in (self.policy_guard, self.schema_gate, self.retention, self.posture, self.exfiltration, self.breakglass,
+                     self.exception, self.alerts):
+            self.step = step.__name__
+            self.report.facts.append(step())
+
+
+def run(template: Path, policy: Path, folder: Path) -> int:
+    """Replay the day; 0 when every step had its effect, 1 (one line on stderr) when one did not."""
+    from stagewarden.sink import Sink, point_secret
+    from stage_policy.loader import loads
+
+    print(f"Stagewarden demo: {DAY} on a three-stage platform (prod-discovery lab, prod-integration UAT, final-prod)")
+    print("Times are the scripted day's; every call goes to a local AWS emulator; the functions' logs are in "
+          f"{folder / 'functions.log'}\n")
+    day: Day | None = None
+    failed: str | None = None
     with tempfile.TemporaryDirectory(prefix="stagewarden-demo-") as tmp:
+        text = demo_policy(policy.read_text())
+        demo_path = Path(tmp) / "policy.yaml"
+        demo_path.write_text(text)
         proc, endpoint = emulator.start_server(Path(tmp) / "moto_server.log")
         try:
             state = emulator.LocalState(endpoint=endpoint, pid=proc.pid, stack_name="stagewarden-demo")
             # the demo plays an operator who has opted in: the policy's per-stage modes decide
             emulator.provision(template, state, {"LogLevel": "WARNING", "DefaultRemediationMode": "enforce"})
-            emulator.seed_policy(state, policy)
-            summary = Demo(template, policy, state).run()
+            emulator.seed_policy(state, demo_path)
+            secret = loads(text, str(demo_path)).alerts.slack_webhook_secret or "stagewarden/slack-webhook"
+            with Sink() as sink:
+                point_secret(emulator.boto_client("secretsmanager", state), secret, sink.url)
+                day = Day(template, demo_path, state, folder, sink)
+                try:
+                    day.run()
+                except StepFailed as exc:
+                    failed = f"step {day.step}: {exc}"
+                except Exception as exc:  # noqa: BLE001 - a bug or an emulator failure: one line here, the traceback in the log
+                    with (folder / "functions.log").open("a") as log:
+                        log.write(traceback.format_exc())
+                    failed = f"step {getattr(day, 'step', 'setup')}: {type(exc).__name__}: {_short(exc, 300)} (traceback in " \
+                             f"{folder / 'functions.log'})"
         finally:
             emulator.stop_pid(proc.pid)
-    _step("Summary")
-    for line in summary:
-        print(f"  - {line}")
+    if day is not None:
+        md, htm = write(day.report, folder)
+        print(f"\nReport: {md} and {htm} ({sum(len(r) for r in day.report.rows.values())} findings)")
+        print("Summary:")
+        for line in day.report.facts:
+            print(f"  - {line}")
+    print("Stopped the Slack sink and the emulator.")
+    if failed:
+        print(f"stagewarden demo: {failed}", file=sys.stderr)
+        return 1
     return 0
