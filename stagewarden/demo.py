@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import textwrap
 import tempfile
 import traceback
 import uuid
@@ -102,7 +104,10 @@ class Day:
         from stagewarden.report import Entry
 
         self.report.entries.append(Entry(self.clock, capability, kind, text))
-        print(f"{self.clock}  {_LABELS.get(capability, capability):<13} {kind:<9} {_short(text)}", flush=True)
+        head = f"{self.clock}  {_LABELS.get(capability, capability):<13} {kind:<9} "
+        width = min(max(shutil.get_terminal_size((120, 24)).columns, 100), 160)
+        lines = textwrap.wrap(_short(text, 260), width=width - len(head), break_on_hyphens=False) or [""]
+        print(head + ("\n" + " " * len(head)).join(lines), flush=True)
 
     @contextmanager
     def quiet(self) -> Iterator[None]:
@@ -161,9 +166,20 @@ class Day:
         if found:
             result = self.poll("AlertFunction")
             posts = self.sink.wait_for(len(self.incidents), timeout=20)
+            self.record_posts(posts)
             self.say("alerts", "action", f"AlertFunction took {result.received} finding(s) from AlertQueue: "
                                          f"{len(posts)} Slack post(s) so far for {len(self.incidents)} incident(s)")
         return found
+
+    def record_posts(self, payloads: list[dict[str, Any]]) -> None:
+        """The Slack posts not yet in the report, as a reader sees them: headline and rule."""
+        from courier.render import as_text
+
+        for payload in payloads[len(self.report.posts):]:
+            lines = as_text(payload).splitlines()
+            rule = next((ln.split(":", 1)[1].strip(" `") for ln in lines if ln.startswith("Rule:")), "-")
+            headline = next((ln[2:] for ln in lines if ln.startswith("# ")), "-")
+            self.report.posts.append((self.clock, rule, headline))
 
     # ------------------------------------------------------------------ setup
     def compliant_bucket(self, name: str, retention: Any = None) -> None:
@@ -334,7 +350,7 @@ class Day:
              "Transitions": [{"Days": 0, "StorageClass": "GLACIER_IR"}]},
         ]
         self.s3.put_bucket_lifecycle_configuration(Bucket=LAB_SCRATCH, LifecycleConfiguration={"Rules": tampered})
-        self.say("retention", "event", f"a lab user rewrites the lifecycle of {LAB_SCRATCH}: raw/ kept ten years (policy: "
+        self.say("retention", "event", f"alice rewrites the lifecycle of {LAB_SCRATCH}: raw/ kept ten years (policy: "
                                        "30 days) and an own rule expiring aggregated/ after 1 day (below the 7-day floor)")
         event = json.loads((self.template.parent / "events" / "retention" / "put_bucket_lifecycle.eventbridge.json").read_text())
         event["detail"]["requestParameters"]["bucketName"] = LAB_SCRATCH
@@ -354,7 +370,7 @@ class Day:
         before = len(page.get("Versions", [])), len(page.get("DeleteMarkers", []))
         when = (datetime.now(timezone.utc) + timedelta(days=45)).strftime("%Y-%m-%dT%H:%M:%SZ")
         self.say("retention", "event", f"{LAB_SCRATCH} holds {before[0]} object versions and {before[1]} delete marker; the "
-                                       f"daily sweep runs as of {when} (45 days on: the emulator stamps writes with today)")
+                                       "daily sweep runs as of 45 days later (the emulator stamps every write with today's date)")
         saved = dict(os.environ)
         os.environ.update(self.state.environ())
         try:
@@ -442,6 +458,8 @@ class Day:
                                     f"{', '.join(map(str, userids))} (mallory's session only; colleagues keep working)")
         found = self.findings("exfil")
         principals = {_who(f.get("principal")) for f in found}
+        self.say("exfil", "decision", f"no finding names {', '.join(COLLEAGUES)}: each read a few hundred objects through the "
+                                      "VPC endpoint, below every per-session threshold")
         rules = sorted({f["rule"] for f in found})
         if "exfil.bulk-download" not in rules or "exfil.copy-out" not in rules or \
                 principals != {f"{SHARED_ROLE}/mallory@example.com"} or len(userids) != 1 or \
@@ -518,7 +536,7 @@ class Day:
             grant = warden.grant(GrantRequest(role, oncall, "vp-engineering@example.com", "INC-4711", 90,
                                               "orders table corrupt", {}), now, requested_by)
         self.say("breakglass", "action", f"VP-approved grant {grant.grant_id}: {role} opened to OnCallEngineer for 90 minutes; "
-                                         f"IAM denies every call after {grant.deadline}; one-time expiry schedule created")
+                                         "IAM denies every call after the deadline (14:35); a one-time schedule will expire it")
         self.findings("breakglass")
         self.at("13:07")
         detail = ev.assume_role(f"arn:aws:iam::{ACCOUNT}:role/{role}", "oncall@example.com",
@@ -584,7 +602,7 @@ class Day:
                                      "fraud model needs raw click data for one afternoon", "bob@example.com", now, requested_by)
         inline = self.iam.list_role_policies(RoleName=SHARED_ROLE)["PolicyNames"]
         self.say("exceptions", "action", f"exception {record.exception_id}: {SHARED_ROLE} may read s3://{RAW_CLICKS} until "
-                                         f"17:00 ({record.until}), approved by cto@example.com, owner bob; inline policy "
+                                         f"17:00, approved by cto@example.com, owner bob; inline policy "
                                          f"{record.policy_name} allows reads only while aws:CurrentTime < the expiry")
         found = self.findings("exceptions")
         self.at("17:05")
@@ -592,7 +610,7 @@ class Day:
         with self.quiet():
             sweep_exceptions(warden, until + timedelta(minutes=5), report)
         after = self.iam.list_role_policies(RoleName=SHARED_ROLE)["PolicyNames"]
-        self.say("exceptions", "action", f"the sweep (as of {report.as_of}) expires {', '.join(report.exceptions_expired) or '-'}: "
+        self.say("exceptions", "action", f"the sweep after 17:00 expires {', '.join(report.exceptions_expired) or '-'}: "
                                          f"inline policy {record.policy_name} deleted, register entry marked expired")
         found += self.findings("exceptions")
         rules = sorted({f["rule"] for f in found})
@@ -603,10 +621,12 @@ class Day:
     # ------------------------------------------------------------------ 17:30 alerts
     def alerts(self) -> str:
         self.at("17:30")
+        self.record_posts(self.sink.payloads())
         posts = len(self.sink.posts)
         hub = self.client("securityhub").get_findings(MaxResults=100)["Findings"]
         self.say("alerts", "decision", f"the day's alerts: {posts} Slack post(s) for {len(self.incidents)} incident(s); "
-                                       f"Security Hub holds {len(hub)} finding(s)")
+                                       f"Security Hub holds {len(hub)} finding(s) (policy.invalid went to Slack only: while the policy is "
+                                       "unusable, AlertFunction delivers to the deployment's Slack secret alone)")
         self.report.slack_posts, self.report.incidents = posts, len(self.incidents)
         if posts != len(self.incidents):
             raise StepFailed(f"expected one Slack post per incident (got {posts} posts for {len(self.incidents)} incidents)")

@@ -80,6 +80,7 @@ class Report:
     facts: list[str] = field(default_factory=list)  # the summary: one line per capability
     slack_posts: int = 0
     incidents: int = 0
+    posts: list[tuple[str, str, str]] = field(default_factory=list)  # (clock, rule, headline) of each Slack post
 
     def add(self, clock: str, finding: dict[str, Any]) -> Row:
         row = Row.of(clock, finding)
@@ -128,6 +129,9 @@ def markdown(report: Report) -> str:
     for key, title in CAPABILITIES:
         rows = report.rows.get(key, [])
         out += [f"## {title}", ""]
+        if key == "alerts" and report.posts:
+            out += ["Slack posts received by the local sink:", "", "| Time | Rule | Headline |", "|---|---|---|"]
+            out += [f"| {_md(c)} | `{_md(r)}` | {_md(h)} |" for c, r, h in report.posts] + [""]
         if not rows:
             out += ["No findings.", ""]
             continue
@@ -176,6 +180,11 @@ def page(report: Report) -> str:
     for key, title in CAPABILITIES:
         rows = report.rows.get(key, [])
         out.append(f'<h2 id="{key}">{_h(title)}</h2>')
+        if key == "alerts" and report.posts:
+            out.append('<p>Slack posts received by the local sink:</p><table class="posts"><thead><tr><th>Time</th>'
+                       "<th>Rule</th><th>Headline</th></tr></thead><tbody>")
+            out += [f"<tr><td>{_h(c)}</td><td><code>{_h(r)}</code></td><td>{_h(h)}</td></tr>" for c, r, h in report.posts]
+            out.append("</tbody></table>")
         if not rows:
             out.append('<p class="muted">No findings.</p>')
             continue
@@ -191,9 +200,22 @@ def page(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
+def as_json(report: Report) -> dict[str, Any]:
+    """The same content for machines (CI, the demo's end-to-end test)."""
+    from dataclasses import asdict
+
+    return {"day": report.day, "facts": report.facts, "slack_posts": report.slack_posts, "incidents": report.incidents,
+            "posts": [{"clock": c, "rule": r, "headline": h} for c, r, h in report.posts],
+            "timeline": [asdict(e) for e in report.entries],
+            "findings": {key: [asdict(r) for r in rows] for key, rows in report.rows.items()}}
+
+
 def write(report: Report, folder: Path) -> tuple[Path, Path]:
-    """report.md and report.html in ``folder`` (which :func:`prepare_dir` checked)."""
+    """report.md and report.html (and report.json) in ``folder`` (which :func:`prepare_dir` checked)."""
+    import json
+
     md, htm = folder / "report.md", folder / "report.html"
     md.write_text(markdown(report), encoding="utf-8")
     htm.write_text(page(report), encoding="utf-8")
+    (folder / "report.json").write_text(json.dumps(as_json(report), indent=1), encoding="utf-8")
     return md, htm

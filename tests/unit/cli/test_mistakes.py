@@ -144,11 +144,18 @@ MISTAKES = [
     Mistake("out-is-folder", "a folder as the output file",
             ["data", "profile", "{d}/data.csv", "--contract", "events", "--policy", "{d}/policy.yaml", "--out", "{d}/folder"],
             ["--out {d}/folder: is a folder"]),
+    Mistake("report-is-file", "a file as the demo's `--report` folder",
+            ["demo", "-t", "{d}/template.yaml", "--policy", "{d}/policy.yaml", "--report", "{d}/data.csv"],
+            ["--report {d}/data.csv: is a file, not a folder", "give a folder"]),
+    Mistake("report-unwritable", "a `--report` folder that cannot be created or written",
+            ["demo", "-t", "{d}/template.yaml", "--policy", "{d}/policy.yaml", "--report", "{d}/data.csv/report"],
+            ["--report {d}/data.csv/report: cannot write there (", "give a folder you can write to"]),
 ]
 
 #: run again through a real process: the console entry point, no traceback on stderr
 IN_SUBPROCESS = ["policy-binary", "policy-latin1", "policy-top-level-typo", "bad-format", "no-credentials", "no-region",
-                 "event-binary", "override-without-equals", "cloudtrail-binary", "out-folder-missing"]
+                 "event-binary", "override-without-equals", "cloudtrail-binary", "out-folder-missing",
+                 "report-is-file"]
 
 
 @pytest.fixture
