@@ -117,25 +117,6 @@ def test_a_second_local_up_is_refused_while_one_runs(running) -> None:
     assert again.returncode == 2 and f"already running at {state.endpoint}" in again.stderr
 
 
-def test_the_demo_runs_every_step(tmp_path: Path) -> None:
-    proc = cli("demo", timeout=300)
-
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "delivered to subscriber: [critical] policy.invalid" in proc.stdout
-    assert "(same incident: no second alert)" in proc.stdout
-    assert "alert [high] exfil.bulk-download stage=prod-discovery" in proc.stdout
-    assert "role DataScientistAlice now has inline policy StagewardenDenySession-" in proc.stdout
-    assert "alert [high] exfil.bucket-policy-external" in proc.stdout
-    assert "bucket policy of acme-lab-data now: (no bucket policy)" in proc.stdout
-    assert "promoted: validated/transactions/2026-11-22/good.csv" in proc.stdout
-    assert "alert [high] data.quality stage=prod-discovery" in proc.stdout and "bucket policy statement StagewardenGateDenyReadsUntilPassed: Deny" in proc.stdout
-    assert "  | # HIGH: exfil.bulk-download in prod-discovery" in proc.stdout and "  | # CRITICAL: policy.invalid" in proc.stdout
-    assert "1 finding(s) now in AlertDeadLetterQueue" in proc.stdout and "1 delivered" in proc.stdout
-    assert "alert [high] breakglass.granted stage=final-prod" in proc.stdout and "  expiry: expired;" in proc.stdout
-    assert "BreakGlassProd after expiry: trust principals [{'Service': 'ssm.amazonaws.com'}]" in proc.stdout
-    assert "alert [critical] breakglass.refused stage=final-prod" in proc.stdout
-
-
 def test_a_delivered_log_file_flows_through_eventbridge_and_sqs_to_the_function(running) -> None:
     """moto delivers the S3 'Object Created' event to the template's rule and queue; `local poll` feeds the function."""
     from datetime import datetime, timezone
