@@ -134,3 +134,42 @@ def test_it_stops_the_emulator_and_the_sink_it_started(day: Run) -> None:
     assert not emulator.is_alive(endpoint)
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(sink, timeout=2)  # noqa: S310 - our own sink's address, now closed
+
+
+@pytest.mark.parametrize("error", ["step", "bug"])
+def test_a_failed_step_is_one_line_exit_1_and_everything_stopped(error: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capfd: pytest.CaptureFixture[str]) -> None:
+    from stagewarden import demo
+
+    started: list[str] = []
+    real_start = emulator.start_server
+
+    def start(*args: Any, **kwargs: Any) -> Any:
+        proc, endpoint = real_start(*args, **kwargs)
+        started.append(endpoint)
+        return proc, endpoint
+
+    def posture(self: demo.Day) -> str:
+        if error == "step":
+            raise demo.StepFailed("expected the block restored (got {})")
+        raise KeyError("PublicAccessBlockConfiguration")
+
+    monkeypatch.setattr(emulator, "start_server", start)
+    monkeypatch.setattr(demo.Day, "policy_guard", lambda self: "policy guard: skipped")
+    monkeypatch.setattr(demo.Day, "schema_gate", lambda self: "schema gate: skipped")
+    monkeypatch.setattr(demo.Day, "retention", lambda self: "retention: skipped")
+    monkeypatch.setattr(demo.Day, "posture", posture)
+
+    code = demo.run(ROOT / "template.yaml", ROOT / "policy.example.yaml", tmp_path)
+
+    err = capfd.readouterr().err.splitlines()
+    assert code == 1 and len(err) == 1, err
+    if error == "step":
+        assert err[0] == "stagewarden demo: step posture: expected the block restored (got {})"
+    else:
+        assert err[0].startswith("stagewarden demo: step posture: KeyError: 'PublicAccessBlockConfiguration' (traceback in ")
+        assert "Traceback (most recent call last)" in (tmp_path / "functions.log").read_text()
+    # the steps that ran are in the report, and what the demo started is stopped
+    facts = json.loads((tmp_path / "report.json").read_text())["facts"]
+    assert facts == ["policy guard: skipped", "schema gate: skipped", "retention: skipped"]
+    assert len(started) == 1 and not emulator.is_alive(started[0])
