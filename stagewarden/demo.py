@@ -162,13 +162,13 @@ class Day:
             row: Row = self.report.add(self.clock, f)
             self.incidents.add(f.get("dedup_key") or f"{row.rule}:{row.resource}")
             who = f" ({_who(f['principal'])})" if f.get("principal") else ""
-            self.say(capability, "alert", f"[{row.severity}] {row.rule}{who}: {row.summary}")
+            self.say(capability, "alert", _short(f"[{row.severity}] {row.rule}{who}: {row.summary}", 200))
         if found:
             result = self.poll("AlertFunction")
             posts = self.sink.wait_for(len(self.incidents), timeout=20)
             self.record_posts(posts)
-            self.say("alerts", "action", f"AlertFunction took {result.received} finding(s) from AlertQueue: "
-                                         f"{len(posts)} Slack post(s) so far for {len(self.incidents)} incident(s)")
+            self.say("alerts", "action", f"AlertQueue -> AlertFunction -> Slack: {result.received} finding(s) delivered "
+                                         f"({len(posts)} post(s) today for {len(self.incidents)} incident(s))")
         return found
 
     def record_posts(self, payloads: list[dict[str, Any]]) -> None:
@@ -485,7 +485,8 @@ class Day:
                                       f"{result.received} message(s), {result.failed} failed")
         after = json.loads(self.s3.get_bucket_policy(Bucket=LAB_DATA)["Policy"])
         sids = [st.get("Sid", "-") for st in after["Statement"]]
-        self.say("exfil", "action", f"the external statement is removed; the bucket policy keeps {', '.join(sids)}")
+        self.say("exfil", "action", f"the external statement is removed; the {len(sids)} others are kept (TLS only, the "
+                                    "schema gate's fence)")
         more = self.findings("exfil")
         if "999988887777" in json.dumps(after) or len(after["Statement"]) != len(current["Statement"]) or \
                 "exfil.bucket-policy-external" not in {f["rule"] for f in more}:
