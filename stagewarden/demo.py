@@ -33,7 +33,7 @@ from stagewarden.report import Report, Row, write
 DAY = "Monday 23 November 2026"
 ACCOUNT = "123456789012"
 LAB_DATA, LAB_SCRATCH, LAB_MODELS = "acme-lab-data", "acme-lab-scratch", "acme-lab-models"
-RAW_CLICKS = "acme-prod-raw-clicks"
+RAW_CLICKS, UAT_SCORES = "acme-prod-raw-clicks", "acme-uat-scores"
 SHARED_ROLE, ALICE_ROLE, OSCAR_ROLE = "DataScientistLab", "DataScientistAlice", "DataScientistOscar"
 COLLEAGUES = ["bob", "carol", "dan", "erin", "frank", "grace"]
 PLANTED = "<script>alert(1)</script>"  # in an object key, as an attacker could name one: the report must escape it
@@ -223,11 +223,13 @@ class Day:
         self.tap = url
         for bucket in (LAB_DATA, LAB_SCRATCH, LAB_MODELS):
             self.compliant_bucket(bucket, lab.retention)
+        self.compliant_bucket(UAT_SCORES, policy.stages["prod-integration"].retention)
         self.s3.create_bucket(Bucket=RAW_CLICKS)
         self.role(SHARED_ROLE, "prod-discovery")
         self.role(ALICE_ROLE, "prod-discovery")
         self.role(OSCAR_ROLE, "prod-discovery")
-        self.say("platform", "event", f"lab buckets {LAB_DATA}, {LAB_SCRATCH}, {LAB_MODELS} at their stage's baseline "
+        self.say("platform", "event", f"lab buckets {LAB_DATA}, {LAB_SCRATCH}, {LAB_MODELS} and UAT bucket {UAT_SCORES} "
+                                      "at their stage's baseline "
                                       "(SSE-KMS, public access blocked, TLS only, versioned, lifecycle); shared notebook role "
                                       f"{SHARED_ROLE} for {len(COLLEAGUES) + 1} data scientists")
         self.say("alerts", "event", f"local Slack sink at {self.sink.shown_url} (the webhook secret points at it)")
@@ -413,7 +415,25 @@ class Day:
         if not all(block.values()) or len(block) != 4 or rules != ["posture.public-access"] or \
                 not all(f["principal"] and "alice" in f["principal"] for f in found):
             raise StepFailed(f"expected the block restored and one posture.public-access naming alice (got {block}, {rules})")
-        return f"posture: the deleted public access block of {LAB_DATA} restored by one event, one critical alert naming alice"
+
+        self.at("09:50")
+        self.s3.put_bucket_versioning(Bucket=UAT_SCORES, VersioningConfiguration={"Status": "Suspended"})
+        self.say("posture", "event", f"ravi (UatReleaseManager) suspends versioning on the UAT bucket {UAT_SCORES}")
+        text = (self.template.parent / "events" / "retention" / "put_bucket_versioning.eventbridge.json").read_text()
+        event = json.loads(text.replace("DataScientistAlice", "UatReleaseManager").replace("alice@example.com", "ravi@example.com"))
+        event["detail"]["requestParameters"].update(bucketName=UAT_SCORES, Host=f"{UAT_SCORES}.s3.amazonaws.com")
+        event["detail"]["eventID"] += "-uat"
+        result = self.invoke("RetentionFunction", event)
+        status = self.s3.get_bucket_versioning(Bucket=UAT_SCORES).get("Status")
+        self.say("posture", "decision", f"PutBucketVersioning -> EventBridge -> RetentionFunction: {len(result['findings'])} "
+                                        f"finding(s); prod-integration is in dry_run: reported with the exact change, "
+                                        f"not made (versioning still {status})")
+        uat = self.findings("posture")
+        if status != "Suspended" or [f["rule"] for f in uat] != ["posture.versioning"] or \
+                not uat[0]["action"].startswith("dry run"):
+            raise StepFailed(f"expected a dry-run posture.versioning on {UAT_SCORES} and no change (got {uat}, {status})")
+        return (f"posture: the deleted public access block of {LAB_DATA} restored by one event, one critical alert naming "
+                f"alice; versioning suspended on UAT bucket {UAT_SCORES} reported in dry run, unchanged")
 
     # ------------------------------------------------------------------ 10:00 exfiltration
     def exfiltration(self) -> str:

@@ -28,7 +28,7 @@ EXPECTED = {
     "policy": {"policy.invalid"},
     "gate": {"data.schema", "data.quality", "data.in-model-registry"},
     "retention": {"retention.drift"},
-    "posture": {"posture.public-access"},
+    "posture": {"posture.public-access", "posture.versioning"},
     "exfil": {"exfil.bulk-download", "exfil.copy-out", "exfil.bucket-policy-external"},
     "breakglass": {"breakglass.granted", "breakglass.expired", "breakglass.refused"},
     "exceptions": {"exception.granted", "exception.expired"},
@@ -111,10 +111,13 @@ def test_the_bulk_download_on_a_shared_role_names_and_contains_only_the_download
 
 
 def test_the_posture_step_restores_the_block_in_one_event_and_names_the_session(day: Run) -> None:
-    [finding] = day.json["findings"]["posture"]
+    lab, uat = day.json["findings"]["posture"]
 
-    assert finding["severity"] == "critical" and finding["resource"] == "arn:aws:s3:::acme-lab-data"
-    assert finding["principal"].endswith("assumed-role/DataScientistAlice/alice@example.com")
+    assert lab["rule"] == "posture.public-access" and lab["severity"] == "critical"
+    assert lab["resource"] == "arn:aws:s3:::acme-lab-data" and not lab["action"].startswith("dry run")
+    assert lab["principal"].endswith("assumed-role/DataScientistAlice/alice@example.com")
+    # the UAT stage is in dry run: the same kind of drift is reported with what enforce would do
+    assert uat["rule"] == "posture.versioning" and uat["stage"] == "prod-integration" and uat["action"].startswith("dry run")
     assert "public access block of acme-lab-data restored within the one event: BlockPublicAcls, IgnorePublicAcls, " \
            "BlockPublicPolicy, RestrictPublicBuckets on" in [e["text"] for e in day.json["timeline"] if e["capability"] == "posture"]
 
