@@ -64,10 +64,12 @@ class StepFailed(RuntimeError):
 
 def demo_policy(example: str) -> str:
     """The example policy with final-prod in enforce (the example leaves it to defaults.mode, dry_run)."""
-    marker = "  final-prod:                    # locked production: permanent, immutable, service principals only\n"
-    if marker not in example:
-        return example
-    return example.replace(marker, marker + "    mode: enforce\n", 1)
+    import re
+
+    match = re.search(r"^  final-prod:[^\n]*\n", example, re.M)
+    if match is None or re.match(r"(    [^\n]*\n|\s*\n)*?    mode:", example[match.end():]):
+        return example  # no final-prod stage written out, or it sets its own mode: the policy decides
+    return example[: match.end()] + "    mode: enforce\n" + example[match.end():]
 
 
 def _short(text: str, limit: int = 150) -> str:
