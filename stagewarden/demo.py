@@ -673,11 +673,16 @@ def run(template: Path, policy: Path, folder: Path) -> int:
           f"{folder / 'functions.log'}\n")
     day: Day | None = None
     failed: str | None = None
+    log = folder / "functions.log"
     with tempfile.TemporaryDirectory(prefix="stagewarden-demo-") as tmp:
         text = demo_policy(policy.read_text())
         demo_path = Path(tmp) / "policy.yaml"
         demo_path.write_text(text)
-        proc, endpoint = emulator.start_server(Path(tmp) / "moto_server.log")
+        try:
+            proc, endpoint = emulator.start_server(Path(tmp) / "moto_server.log")
+        except emulator.EmulatorError as exc:
+            print(f"stagewarden demo: cannot start the local emulator: {exc}", file=sys.stderr)
+            return 1
         try:
             state = emulator.LocalState(endpoint=endpoint, pid=proc.pid, stack_name="stagewarden-demo")
             # the demo plays an operator who has opted in: the policy's per-stage modes decide
@@ -687,15 +692,14 @@ def run(template: Path, policy: Path, folder: Path) -> int:
             with Sink() as sink:
                 point_secret(emulator.boto_client("secretsmanager", state), secret, sink.url)
                 day = Day(template, demo_path, state, folder, sink)
-                try:
-                    day.run()
-                except StepFailed as exc:
-                    failed = f"step {day.step}: {exc}"
-                except Exception as exc:  # noqa: BLE001 - a bug or an emulator failure: one line here, the traceback in the log
-                    with (folder / "functions.log").open("a") as log:
-                        log.write(traceback.format_exc())
-                    failed = f"step {getattr(day, 'step', 'setup')}: {type(exc).__name__}: {_short(exc, 300)} (traceback in " \
-                             f"{folder / 'functions.log'})"
+                day.run()
+        except StepFailed as exc:
+            failed = f"step {day.step if day else 'setup'}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a bug or an emulator failure: one line here, the traceback in the log
+            with log.open("a") as out:
+                out.write(traceback.format_exc())
+            where = f"step {day.step}" if day else "provisioning the emulator"
+            failed = f"{where}: {type(exc).__name__}: {_short(exc, 300)} (traceback in {log})"
         finally:
             emulator.stop_pid(proc.pid)
     if day is not None:
