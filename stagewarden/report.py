@@ -90,6 +90,15 @@ class Report:
     def rules(self, capability: str) -> set[str]:
         return {r.rule for r in self.rows.get(capability, [])}
 
+    def severities(self) -> str:
+        """``2 critical, 9 high, ...`` over every finding of the day."""
+        counts: dict[str, int] = {}
+        for rows in self.rows.values():
+            for r in rows:
+                counts[r.severity] = counts.get(r.severity, 0) + 1
+        order = ["critical", "high", "medium", "low"]
+        return ", ".join(f"{counts[k]} {k}" for k in sorted(counts, key=lambda k: (order.index(k) if k in order else 9, k)))
+
 
 def prepare_dir(path: str | Path, option: str = "--report") -> Path:
     """Create the report folder (and its parents) or fail before any work with one line naming it."""
@@ -121,7 +130,8 @@ def _md(text: str) -> str:
 def markdown(report: Report) -> str:
     out = [f"# Stagewarden demo: a scripted day on a three-stage platform ({_md(report.day)})", ""]
     out += ["## Summary", ""] + [f"- {_md(line)}" for line in report.facts] + [""]
-    out += [f"Slack posts: {report.slack_posts} for {report.incidents} incident(s) (one post per incident).", ""]
+    out += [f"Findings: {_md(report.severities() or 'none')}. Slack posts: {report.slack_posts} for {report.incidents} "
+            "incident(s) (one post per incident).", ""]
     out += ["## Timeline", "", "| Time | Capability | What | |", "|---|---|---|---|"]
     for e in report.entries:
         out.append(f"| {_md(e.clock)} | {_md(TITLES.get(e.capability, e.capability))} | {_md(e.kind)} | {_md(e.text)} |")
@@ -166,8 +176,8 @@ def page(report: Report) -> str:
            f"<h1>Stagewarden demo: a scripted day on a three-stage platform ({_h(report.day)})</h1>",
            "<h2>Summary</h2><ul>"]
     out += [f"<li>{_h(line)}</li>" for line in report.facts]
-    out.append(f"</ul><p>Slack posts: <b>{report.slack_posts}</b> for <b>{report.incidents}</b> incident(s) "
-               "(one post per incident).</p>")
+    out.append(f"</ul><p>Findings: {_h(report.severities() or 'none')}. Slack posts: <b>{report.slack_posts}</b> for "
+               f"<b>{report.incidents}</b> incident(s) (one post per incident).</p>")
     counts = {key: len(report.rows.get(key, [])) for key, _ in CAPABILITIES}
     out.append("<p>" + " · ".join(f'<a href="#{key}">{_h(title)}</a> ({counts[key]})' for key, title in CAPABILITIES) + "</p>")
     out.append('<h2 id="timeline">Timeline</h2><table class="timeline"><thead><tr><th>Time</th><th>Capability</th>'

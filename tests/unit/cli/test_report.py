@@ -61,6 +61,15 @@ def test_the_page_is_self_contained_with_one_table_per_capability() -> None:
     assert "<code>data.in-model-registry</code>" in dict(tables)["gate"]
 
 
+def test_the_summary_counts_findings_by_severity() -> None:
+    report = Report(day="Monday")
+    for severity in ("low", "critical", "high", "high"):
+        report.add("09:00", finding("posture.tls", severity=severity))
+
+    assert report.severities() == "1 critical, 2 high, 1 low"
+    assert "Findings: 1 critical, 2 high, 1 low." in markdown(report) and "Findings: 1 critical, 2 high, 1 low." in page(report)
+
+
 def test_rules_map_to_their_capability() -> None:
     assert [capability_of(r) for r in ("policy.invalid", "data.schema", "registry.overwrite", "retention.drift",
                                        "posture.tls", "exfil.copy-out", "audit.tamper", "breakglass.expired",
