@@ -670,7 +670,9 @@ def run(template: Path, policy: Path, folder: Path) -> int:
 
     print(f"Stagewarden demo: {DAY} on a three-stage platform (prod-discovery lab, prod-integration UAT, final-prod)")
     print("Times are the scripted day's; every call goes to a local AWS emulator; the functions' logs are in "
-          f"{folder / 'functions.log'}\n")
+          f"{folder / 'functions.log'}")
+    print("Each line: time, capability, then event (what someone did), decision (what a function concluded), action "
+          "(what changed in AWS) or alert (a finding on the alerts topic)\n")
     day: Day | None = None
     failed: str | None = None
     log = folder / "functions.log"
