@@ -81,8 +81,11 @@ class _Setup:
     def client(self, service: str) -> Any:
         import boto3
 
+        from stagewarden.emulator import loopback_s3control
+
         if service not in self._clients:
             self._clients[service] = boto3.client(service)
+            loopback_s3control(self._clients[service].meta.events)  # only rewrites <account>.127.0.0.1 (the emulator)
         return self._clients[service]
 
 
