@@ -106,8 +106,10 @@ class Keeper:
                             f"it to permanent stage {by_name.stage}; kept permanent until the two agree")
                 retention = named
         state = None
-        if self.posture_reader is not None and self.policy.stages[match.stage].posture is not None:
-            state = self.posture_reader.read(bucket, config.versioning, config.lock_enabled)
+        baseline = self.policy.stages[match.stage].posture
+        if self.posture_reader is not None and baseline is not None:
+            state = self.posture_reader.read(bucket, config.versioning, config.lock_enabled,
+                                             logging=baseline.access_logging is not None)
         return BucketView(config, match, retention, False, conflict, state)
 
     # ---------------------------------------------------------------- the lifecycle

@@ -314,7 +314,7 @@ def test_property_no_write_to_unmanaged_or_dry_run_buckets_no_suspension_no_othe
         def __init__(self, state):
             self._state = state
 
-        def read(self, bucket, versioning="Off", lock_enabled=False):
+        def read(self, bucket, versioning="Off", lock_enabled=False, logging=True):
             return self._state
 
     class S3:
