@@ -4,8 +4,8 @@ A stage bucket drifted four ways (public access block deleted, default encryptio
 statement dropped from its policy, versioning suspended) is brought to its baseline by
 RetentionFunction, invoked as `stagewarden invoke` runs it (a subprocess, the template's handler and
 environment, real boto3 clients against the emulator), on the CloudTrail event (EventBridge shape,
-events/retention/) and on the daily schedule; the AWS Config rule answers NON_COMPLIANT with the
-posture findings in its annotation. Findings are read from an SQS queue subscribed to the alerts
+events/retention/), on the AWS Config rule's invocation (NON_COMPLIANT with the posture findings in
+its annotation, then the posture gaps acted on) and on the daily schedule. Findings are read from an SQS queue subscribed to the alerts
 topic; the bucket's state is read back after.
 """
 
@@ -179,6 +179,11 @@ def test_scenario_the_cloudtrail_event_brings_a_drifted_bucket_to_baseline(lab: 
     assert findings["posture.public-access"]["evidence"]["before"] is None
     assert findings["posture.public-access"]["evidence"]["after"] == ALL_ON
 
+    # And a listed event that weakens nothing (the owner re-puts the full block) re-reads the bucket: no finding, no write
+    before = lab.state_of(bucket)
+    lab.invoke(event("put_public_access_block.eventbridge.json", bucket), tmp_path)
+    assert lab.findings(bucket) == [] and lab.state_of(bucket) == before
+
 
 def test_scenario_the_daily_schedule_brings_a_drifted_bucket_to_baseline_and_reports_the_account_block(
         lab: Emulator, tmp_path: Path) -> None:
@@ -199,7 +204,7 @@ def test_scenario_the_daily_schedule_brings_a_drifted_bucket_to_baseline_and_rep
     assert account["resource"] == f"arn:aws:s3:::account/{lab.state.account_id}" and account["evidence"]["before"] is None
 
 
-def test_scenario_the_config_rule_reports_the_drift_in_its_annotation(lab: Emulator, tmp_path: Path) -> None:
+def test_scenario_the_config_rule_brings_a_drifted_bucket_to_baseline(lab: Emulator, tmp_path: Path) -> None:
     # Given a drifted lab bucket
     bucket = "acme-lab-config"
     lab.baseline(bucket, "prod-discovery")
@@ -208,30 +213,20 @@ def test_scenario_the_config_rule_reports_the_drift_in_its_annotation(lab: Emula
     # When AWS Config invokes the rule for the bucket's configuration change
     result = lab.invoke(config_event(bucket), tmp_path)
 
-    # Then the evaluation is NON_COMPLIANT and its annotation names the posture findings; the Config path reads only
+    # Then the evaluation is NON_COMPLIANT with the posture findings in its annotation (the state Config recorded),
+    # the bucket is brought to baseline, and the four findings are on the topic
     [evaluation] = result["evaluations"]
     assert evaluation["ComplianceResourceId"] == bucket and evaluation["ComplianceType"] == "NON_COMPLIANT"
     assert "posture.public-access" in evaluation["Annotation"] and result["failed"] == 0
-    assert lab.state_of(bucket)["block"] is None and lab.findings(bucket) == []
+    lab.assert_at_baseline(bucket)
+    findings = lab.findings(bucket)
+    assert {f["rule"] for f in findings} == DRIFT and len(result["posture_findings"]) == 4
+    assert all(f["principal"] is None for f in findings)  # Config names no caller
 
-    # And after the event path has run, the same rule answers COMPLIANT, with posture checked
-    lab.invoke(event("put_bucket_versioning.eventbridge.json", bucket), tmp_path)
+    # And the next evaluation of the same bucket is COMPLIANT, with posture checked, and alerts nothing
     [evaluation] = lab.invoke(config_event(bucket), tmp_path)["evaluations"]
     assert evaluation["ComplianceType"] == "COMPLIANT" and "posture" in evaluation["Annotation"]
-
-
-@pytest.mark.xfail(strict=True, reason="issue 14's 'done when' asks the Config path to bring a drifted bucket to baseline "
-                                       "with findings on the alerts topic; RetentionFunction's Config path reads only "
-                                       "(evaluations and annotation; the event and schedule paths act and alert)")
-def test_scenario_the_config_rule_brings_a_drifted_bucket_to_baseline(lab: Emulator, tmp_path: Path) -> None:
-    bucket = "acme-lab-config-acts"
-    lab.baseline(bucket, "prod-discovery")
-    lab.drift(bucket)
-
-    lab.invoke(config_event(bucket), tmp_path)
-
-    assert {f["rule"] for f in lab.findings(bucket)} == DRIFT
-    lab.assert_at_baseline(bucket)
+    assert lab.findings(bucket) == []
 
 
 def test_scenario_a_dry_run_stage_gets_the_exact_diff_and_no_write(lab: Emulator, tmp_path: Path) -> None:
