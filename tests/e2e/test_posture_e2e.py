@@ -252,3 +252,16 @@ def test_scenario_a_dry_run_stage_gets_the_exact_diff_and_no_write(lab: Emulator
         "posture.tls": ({"statements": 1, "tls_only": False}, {"statements": 2, "tls_only": True, "added": TLS_SID}),
         "posture.versioning": ({"versioning": "Suspended"}, {"versioning": "Enabled"}),
     }
+
+
+def test_the_posture_bench_counts_reads_and_no_write_on_a_small_fleet() -> None:
+    """bench/posture.py on 10 compliant buckets and 2 unmanaged ones (make bench runs it on 1,000)."""
+    env = {"BENCH_POSTURE_BUCKETS": "10", "BENCH_POSTURE_UNMANAGED": "2", "BENCH_POSTURE_REPEATS": "1"}
+    proc = subprocess.run([sys.executable, "-W", "ignore", str(ROOT / "bench" / "posture.py")], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, **env}, stdin=subprocess.DEVNULL)
+
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert ("FIGURE posture reads per compliant bucket (max): 3 (goal <= 5); retention + posture reconcile reads (max): "
+            "prod-discovery 6, prod-integration 6, final-prod 7; writes to compliant buckets: 0 (goal 0); "
+            "writes to unmanaged buckets: 0") in proc.stdout
+    assert "unmanaged        (2 buckets): GetBucketTagging 1.00; writes 0" in proc.stdout
