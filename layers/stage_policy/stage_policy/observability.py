@@ -153,7 +153,7 @@ def count_finding(finding: Finding, env: Mapping[str, str] = os.environ) -> None
     metrics (and their cost) is bounded.
     """
     service = env.get("POWERTOOLS_SERVICE_NAME") or "service_undefined"
-    with single_metric(name=FINDINGS_METRIC, unit=MetricUnit.Count, value=1, namespace=metrics.namespace,
+    with single_metric(name=FINDINGS_METRIC, unit=MetricUnit.Count, value=1,
                        default_dimensions={"service": service}) as metric:
         metric.add_dimension(name="rule", value=finding.rule)
         metric.add_dimension(name="severity", value=finding.severity)

@@ -10,7 +10,6 @@ from moto import mock_aws
 
 from stage_policy.findings import Finding
 from stage_policy.model import Alerts
-from stage_policy.observability import FINDINGS_METRIC
 from stage_policy.runtime import Runtime
 
 
@@ -41,6 +40,11 @@ def finding(**overrides) -> Finding:
     return Finding(**values)
 
 
+#: stage_policy.observability is imported inside the tests, as the handlers do: its Metrics singleton reads
+#: POWERTOOLS_METRICS_NAMESPACE when it is built, which the conftest sets per test, not at collection
+FINDINGS_METRIC = "FindingsByRule"
+
+
 def emf_lines(text: str) -> list[dict]:
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{") and '"_aws"' in line]
     return [line for line in lines if any(m["Name"] == FINDINGS_METRIC for d in line["_aws"]["CloudWatchMetrics"]
@@ -48,6 +52,9 @@ def emf_lines(text: str) -> list[dict]:
 
 
 def test_every_finding_a_runtime_publishes_is_one_data_point_by_rule_and_severity(aws, capsys) -> None:
+    from stage_policy.observability import FINDINGS_METRIC as name
+
+    assert name == FINDINGS_METRIC
     # Given a function's runtime (its publisher, as every handler builds it) and alerts from high up
     publish = Runtime().publish(policy=type("P", (), {"alerts": Alerts(min_severity="high")})())
 
