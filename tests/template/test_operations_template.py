@@ -94,7 +94,7 @@ def test_the_dashboard_plots_errors_throttles_dead_letters_backlog_and_sweep_dur
 
 def test_each_function_has_reserved_concurrency_and_its_queue_never_invokes_beyond_it(resources) -> None:
     reserved = {fn: resources[fn]["Properties"]["ReservedConcurrentExecutions"] for fn in FUNCTIONS}
-    assert reserved == {"PolicyGuardFunction": 1, "ExfiltrationFunction": 4, "SchemaGateFunction": 10, "RetentionFunction": 2,
+    assert reserved == {"PolicyGuardFunction": 1, "ExfiltrationFunction": 10, "SchemaGateFunction": 10, "RetentionFunction": 2,
                         "AlertFunction": 2, "BreakGlassFunction": 3}
     mappings = {next(fn for fn in FUNCTIONS if fn in r["Properties"]["FunctionName"]): r["Properties"]
                 for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"}

@@ -43,7 +43,7 @@ def test_the_exfiltration_cap_bounds_revocations_across_concurrent_invocations()
     assert mappings[0]["ScalingConfig"]["MaximumConcurrency"] == reserved
     assert not [k for k, r in resources.items() if r["Type"] == "AWS::Lambda::Permission"
                 and "ExfiltrationFunction" in str(r["Properties"]["FunctionName"])]
-    # so a burst revokes at most reserved x cap sessions (4 x 20 with the example policy), not 1,250 x cap
+    # so a burst revokes at most reserved x cap sessions (10 x 20 with the example policy), not 1,250 x cap
     assert 1 <= reserved <= 10
 
 
