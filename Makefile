@@ -25,7 +25,7 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==1.170.0
 	touch $@
 
-# checkov pins its own dependencies' ranges; it runs offline (no guideline download, no version check)
+# checkov pinned as aws-sam-cli is (its own requirements pin or bound its dependencies); the tests run it offline
 $(CHECKOV_VENV)/.installed:
 	$(PYTHON) -m venv $(CHECKOV_VENV)
 	$(CHECKOV_VENV)/bin/pip install --quiet checkov==3.3.30

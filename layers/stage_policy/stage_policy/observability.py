@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import Metrics, MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.shared.functions import strtobool
 
 if TYPE_CHECKING:  # the real class, for type checkers only: importing it here is cheap, building it is not
@@ -150,8 +151,12 @@ def count_finding(finding: Finding, env: Mapping[str, str] = os.environ) -> None
     rules and severities. Every decided finding counts, also one that ``alerts.min_severity``
     or the dedup window keeps from being published: the dashboard shows what was detected,
     the alerts topic what was sent. Rules and severities are fixed sets, so the number of
-    metrics (and their cost) is bounded.
+    metrics (and their cost) is bounded. Silent where Powertools' metrics are off
+    (``POWERTOOLS_METRICS_DISABLED``, ``POWERTOOLS_DEV``): ``single_metric`` itself would print
+    anyway, into the standard output of ``stagewarden invoke`` / ``local poll``.
     """
+    if is_metrics_disabled():
+        return
     service = env.get("POWERTOOLS_SERVICE_NAME") or "service_undefined"
     with single_metric(name=FINDINGS_METRIC, unit=MetricUnit.Count, value=1,
                        default_dimensions={"service": service}) as metric:

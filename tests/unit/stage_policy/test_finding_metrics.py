@@ -78,3 +78,41 @@ def test_every_finding_a_runtime_publishes_is_one_data_point_by_rule_and_severit
         assert directive["Namespace"] == "StagewardenTests"  # POWERTOOLS_METRICS_NAMESPACE (the template: Stagewarden)
         assert sorted(directive["Dimensions"][0]) == ["rule", "service", "severity"]
         assert directive["Metrics"] == [{"Name": FINDINGS_METRIC, "Unit": "Count"}]
+
+
+def test_no_data_point_is_printed_where_powertools_metrics_are_off(aws, capsys, monkeypatch) -> None:
+    # Given metrics turned off, as `stagewarden local poll`, the demo and the alert CLI run functions
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    publish = Runtime().publish(policy=type("P", (), {"alerts": Alerts()})())
+
+    # When a finding is published
+    publish(finding())
+
+    # Then it reaches the topic's subscriber and nothing is printed (the CLI's standard output stays its own)
+    messages = aws["sqs"].receive_message(QueueUrl=aws["queue"], MaxNumberOfMessages=10).get("Messages", [])
+    assert [json.loads(m["Body"])["rule"] for m in messages] == ["exfil.bulk-download"]
+    assert capsys.readouterr().out == ""
+
+
+def test_a_handler_counts_its_finding_and_stagewarden_invoke_keeps_it_off_standard_output(stack, tmp_path, capsys) -> None:
+    from stagewarden.invoke import function_spec, invoke
+    from tests.helpers import ROOT, drain, seed_policy_in_process, subscribe_queue
+
+    # Given a broken policy in the policy bucket and a subscriber on the alerts topic
+    broken = tmp_path / "policy.yaml"
+    broken.write_text("framework: two-stage\nstages: {final-prod: {break_glass: {max_duration_minutes: 900}}}\n")
+    seed_policy_in_process(stack, broken)
+    inbox = subscribe_queue(stack)
+
+    # When PolicyGuardFunction runs from template.yaml as `stagewarden invoke` runs it
+    event = json.loads((ROOT / "events" / "policy_guard_scheduled.json").read_text())
+    result = invoke(function_spec(ROOT / "template.yaml", "PolicyGuardFunction", stack), event)
+
+    # Then the finding reaches the subscriber, and its data point (in the template's namespace, one per stack)
+    # is printed with the function's other output on standard error, as `sam local invoke` does; stdout stays empty
+    assert not result["valid"] and [m["rule"] for m in drain(inbox)] == ["policy.invalid"]
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    points = emf_lines(captured.err)
+    assert [(p["rule"], p["severity"], p["service"]) for p in points] == [("policy.invalid", "critical", "policy-guard")]
+    assert points[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Stagewarden/" + stack.stack_name
