@@ -7,6 +7,7 @@ when it is running, otherwise to the template's parameter defaults.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -133,8 +134,13 @@ def _fresh_container(local_modules: set[str]) -> None:
 
 
 def invoke(spec: FunctionSpec, event: Any, extra_env: dict[str, str] | None = None) -> Any:
-    """Import the handler fresh and call it with ``event`` and a Lambda context."""
-    with _lambda_process(spec, extra_env or {}):
+    """Import the handler fresh and call it with ``event`` and a Lambda context.
+
+    What the function prints (Powertools' metric lines, which Lambda sends to its log group) goes
+    to standard error, as with ``sam local invoke``: standard output stays the caller's (the
+    result of ``invoke`` and ``local poll`` as JSON).
+    """
+    with _lambda_process(spec, extra_env or {}), contextlib.redirect_stdout(sys.stderr):
         module = importlib.import_module(spec.module)
         handler = getattr(module, spec.handler)
         context = LambdaContext(spec.name, spec.memory, spec.arn, str(uuid.uuid4()), spec.timeout)

@@ -241,10 +241,11 @@ def test_sam_build_succeeds_within_lambdas_size_limit(sam: str, tmp_path: Path) 
         assert size < LAMBDA_UNZIPPED_LIMIT, f"{code.name} + layer unzipped: {size / 1e6:.1f} MB"
 
 
-def test_every_dead_letter_queue_has_an_alarm_on_the_alerts_topic(translated) -> None:
+def test_every_dead_letter_queue_has_an_alarm_on_the_operations_topic(translated) -> None:
     resources = translated["Resources"]
-    # the alert function's own DLQ alarms to the operations topic: it cannot go through the delivery that failed
-    queues = {k for k, r in resources.items() if r["Type"] == "AWS::SQS::Queue" and "DeadLetter" in k} - {"AlertDeadLetterQueue"}
+    # operations messages travel apart from findings: when alert delivery is what broke, they cannot go through it
+    queues = {k for k, r in resources.items() if r["Type"] == "AWS::SQS::Queue" and "DeadLetter" in k}
     alarmed = {r["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0] for r in resources.values()
-               if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["AlarmActions"] == [{"Ref": "AlertsTopic"}]}
+               if r["Type"] == "AWS::CloudWatch::Alarm" and r["Properties"]["AlarmActions"] == [{"Ref": "OperationsTopic"}]
+               and r["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"}
     assert queues and queues == alarmed

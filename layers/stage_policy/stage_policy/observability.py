@@ -31,11 +31,14 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from aws_lambda_powertools.logging import Logger
-from aws_lambda_powertools.metrics import Metrics
+from aws_lambda_powertools.metrics import Metrics, MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.shared.functions import strtobool
 
 if TYPE_CHECKING:  # the real class, for type checkers only: importing it here is cheap, building it is not
     from aws_lambda_powertools.tracing import Tracer
+
+    from stage_policy.findings import Finding
 
 TRACING_ENV = "STAGEWARDEN_TRACING"
 _CHOICES = {"on": True, "off": False, "auto": None, "": None}
@@ -134,3 +137,28 @@ class LazyTracer:
 logger = Logger()
 metrics = Metrics()
 tracer = LazyTracer()
+
+
+#: The metric the operations dashboard plots per rule and severity (template.yaml, OperationsDashboard).
+FINDINGS_METRIC = "FindingsByRule"
+
+
+def count_finding(finding: Finding, env: Mapping[str, str] = os.environ) -> None:
+    """One ``FindingsByRule`` data point (dimensions service, rule, severity) for a finding a function decided.
+
+    A metric of its own, printed at once as one EMF line (``single_metric``): the handler's
+    ``metrics`` carry one dimension set per invocation, and a batch holds findings of several
+    rules and severities. Every decided finding counts, also one that ``alerts.min_severity``
+    or the dedup window keeps from being published: the dashboard shows what was detected,
+    the alerts topic what was sent. Rules and severities are fixed sets, so the number of
+    metrics (and their cost) is bounded. Silent where Powertools' metrics are off
+    (``POWERTOOLS_METRICS_DISABLED``, ``POWERTOOLS_DEV``): ``single_metric`` itself would print
+    anyway, into the standard output of ``stagewarden invoke`` / ``local poll``.
+    """
+    if is_metrics_disabled():
+        return
+    service = env.get("POWERTOOLS_SERVICE_NAME") or "service_undefined"
+    with single_metric(name=FINDINGS_METRIC, unit=MetricUnit.Count, value=1,
+                       default_dimensions={"service": service}) as metric:
+        metric.add_dimension(name="rule", value=finding.rule)
+        metric.add_dimension(name="severity", value=finding.severity)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from stage_policy import keys
 from stage_policy.errors import is_code
@@ -50,13 +50,16 @@ class FindingPublisher:
     #: IAM actions this port uses (KMS because the topic is encrypted).
     permissions = ("sns:Publish", "kms:GenerateDataKey", "kms:Decrypt", "dynamodb:UpdateItem")
 
-    def __init__(self, sns_client: Any, topic_arn: str, dynamodb_client: Any = None, state_table: str | None = None):
+    def __init__(self, sns_client: Any, topic_arn: str, dynamodb_client: Any = None, state_table: str | None = None,
+                 on_finding: Callable[[Finding], None] | None = None):
+        """``on_finding`` sees every finding handed to :meth:`publish`, sent or not (the handlers' metric)."""
         if not topic_arn:
             raise ValueError("alerts topic ARN is empty (set STAGEWARDEN_ALERTS_TOPIC_ARN)")
         self._sns = sns_client
         self._topic_arn = topic_arn
         self._ddb = dynamodb_client
         self._table = state_table
+        self._on_finding = on_finding
 
     @staticmethod
     def attributes(finding: Finding) -> dict[str, dict[str, str]]:
@@ -69,6 +72,8 @@ class FindingPublisher:
         return {k: {"DataType": "String", "StringValue": v} for k, v in attrs.items()}
 
     def publish(self, finding: Finding, alerts: Alerts | None = None) -> PublishResult:
+        if self._on_finding is not None:
+            self._on_finding(finding)
         min_severity = alerts.min_severity if alerts is not None else "low"
         window = timedelta(minutes=alerts.dedup_window_minutes if alerts is not None else 24 * 60)
         if not at_least(finding.severity, min_severity):

@@ -67,10 +67,11 @@ class Runtime:
 
     @cached_property
     def publisher(self) -> FindingPublisher:
+        from stage_policy.observability import count_finding
         from stage_policy.publish import FindingPublisher
 
         return FindingPublisher(self.clients("sns"), self.settings.alerts_topic_arn, self.clients("dynamodb"),
-                                self.settings.state_table)
+                                self.settings.state_table, on_finding=count_finding)
 
     @cached_property
     def bucket_tags(self) -> BucketTags:
