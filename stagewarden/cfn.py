@@ -139,7 +139,7 @@ def evaluate_conditions(template: dict[str, Any], ctx: Context) -> None:
 
 
 def resolve(value: Any, ctx: Context) -> Any:
-    """Resolve Ref, GetAtt, Sub, If, Join, Equals, Not, And, Or, Select; unknown refs stay visible."""
+    """Resolve Ref, GetAtt, Sub, If, Join, Equals, Not, And, Or, Select, Split; unknown refs stay visible."""
     if isinstance(value, list):
         return [v for v in (resolve(v, ctx) for v in value) if v is not _NO_VALUE]
     if not isinstance(value, dict):
@@ -171,6 +171,9 @@ def resolve(value: Any, ctx: Context) -> Any:
         if key == "Fn::Select":
             index, items = resolve(arg, ctx)
             return items[int(index)]
+        if key == "Fn::Split":
+            sep, text = arg
+            return str(resolve(text, ctx)).split(sep)
         if key == "Condition":
             return ctx.conditions.get(arg, False)
     return {k: v for k, v in ((k, resolve(v, ctx)) for k, v in value.items()) if v is not _NO_VALUE}

@@ -11,11 +11,6 @@ from tests.helpers import as_list, deployed, identity_statements, translated_tem
 FUNCTION_ROLES = ("PolicyGuardFunctionRole", "ExfiltrationFunctionRole", "SchemaGateFunctionRole")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "PolicyLocation is documented as 'where every function reads the policy' and reaches them as "
-    "STAGEWARDEN_POLICY_LOCATION, but every role (and StagewardenBoundary) may read only ${PolicyBucket.Arn}/*: a policy "
-    "anywhere else is AccessDenied at every cold start (the functions act on nothing), and PolicyGuard's PolicyChanged "
-    "rule watches only PolicyBucket"))
 def test_a_policy_location_outside_the_policy_bucket_is_readable_by_every_function() -> None:
     location = "arn:aws:s3:::acme-config/stagewarden/policy.yaml"
     resources = deployed(translated_template(), PolicyLocation="s3://acme-config/stagewarden/policy.yaml")
@@ -47,14 +42,15 @@ def test_the_exfiltration_cap_bounds_revocations_across_concurrent_invocations()
     assert 1 <= reserved <= 10
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SAM names a ScheduleV2 schedule after its logical id when the event gives no Name (aws/serverless-application-model"
-    "#3109): every stack creates 'PolicyGuardFunctionHourly' in the default schedule group, so the second of "
-    "samconfig.toml's lab/parallel/prod environments (all eu-west-1) fails to create in the same account"))
 def test_two_stacks_in_one_account_and_region_do_not_collide_on_the_schedule_name() -> None:
-    names = {stack: deployed(translated_template(), stack=stack)["PolicyGuardFunctionHourly"]["Properties"]["Name"]
-             for stack in ("stagewarden-lab", "stagewarden-prod")}
-    assert names["stagewarden-lab"] != names["stagewarden-prod"], names
+    # SAM names a ScheduleV2 schedule after its logical id when the event gives no Name (aws/serverless-application-model
+    # #3109): every stack would create 'PolicyGuardFunctionHourly' in the default group, and the second of samconfig.toml's
+    # lab/parallel/prod environments (all eu-west-1) would fail to create in the same account
+    for logical in ("PolicyGuardFunctionHourly", "RetentionFunctionDaily"):
+        names = {stack: deployed(translated_template(), stack=stack)[logical]["Properties"]["Name"]
+                 for stack in ("stagewarden-lab", "stagewarden-prod")}
+        assert names["stagewarden-lab"] != names["stagewarden-prod"], names
+        assert all(len(name) <= 64 for name in names.values())
 
 
 def test_the_readmes_deployer_permissions_cover_every_service_and_bucket_setting_the_stack_uses() -> None:
