@@ -16,7 +16,8 @@ from stage_policy.executor import effective_mode
 from stage_policy.loader import loads
 from stagewarden.scan import default_policy, expand, one_per_incident, scan
 from stagewarden.trailgen import (
-    CLI_UA, bulk_download, copies, data_event, instance_call, log_file, ranged_download, role_id, shared_role_day, workload,
+    CLI_UA, bulk_download, copies, data_event, high_cardinality, instance_call, log_file, ranged_download, role_id, shared_role_day,
+    workload,
 )
 
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
@@ -142,6 +143,35 @@ def test_colleagues_on_a_shared_role_are_counted_apart_and_never_named() -> None
         ("exfil.bulk-download", "arn:aws:sts::123456789012:assumed-role/NotebookShared/mallory@example.com")]
     assert decisions[0].finding.evidence["session_names"] == ["mallory@example.com"]
     assert [a.session for a in decisions[0].actions] == ["mallory@example.com"]
+
+
+def test_among_thousands_of_sessions_per_file_the_thresholds_fire_exactly() -> None:
+    # Given three consecutive 5-minute files of 1,000 reads by ~2,000 sessions on 20 shared roles (an organisation trail)
+    detector = Detector(POLICY, new_store())
+    files = [high_cardinality(1000, seed=40 + i, start=T0 + timedelta(minutes=5 * i), sessions=2000, roles=20) for i in range(3)]
+    who = {s: f"arn:aws:sts::123456789012:assumed-role/NotebookRole1/{s}@example.com" for s in ("edge", "over", "gap")}
+
+    def reads(session: str, objects: int, prefix: str, minute: int) -> list[dict]:
+        return download(objects, role="NotebookRole1", session=f"{session}@example.com", prefix=prefix,
+                        start=T0 + timedelta(minutes=minute), seconds=50)
+
+    # "edge" reads exactly the limit (100 distinct objects in 10 minutes) over two files, re-reading its first 60 in the second;
+    # "over" does the same with one object more; "gap" reads 60, nothing in the next file, then 50 more within the window
+    files[0] += reads("edge", 60, "e/", 3) + reads("over", 60, "o/", 3) + reads("gap", 60, "g/", 3)
+    files[1] += reads("edge", 40, "e2/", 5) + reads("edge", 60, "e/", 6) + reads("over", 41, "o2/", 5) + reads("over", 60, "o/", 6)
+    files[2] += reads("gap", 50, "g2/", 10)
+
+    first, second, third = (run(records, detector, f"file{i}") for i, records in enumerate(files))
+
+    # Then nothing fires at the limit, one object over it fires, and each finding counts the file's own reads
+    assert first == []
+    assert [(d.finding.rule, d.finding.principal) for d in second] == [("exfil.bulk-download", who["over"])]
+    ev = second[0].finding.evidence
+    assert (ev["sliding_window"]["objects"], ev["reads"]) == (101, 101)
+    assert [(d.finding.rule, d.finding.principal) for d in third] == [("exfil.bulk-download", who["gap"])]
+    ev = third[0].finding.evidence
+    assert (ev["sliding_window"]["objects"], ev["objects"], ev["reads"]) == (110, 50, 50)  # the file's own counters, not the window's
+    assert ev["window"] == {"start": "2026-11-22T08:10:00Z", "end": "2026-11-22T08:11:00Z"}
 
 
 def test_the_dedup_key_is_the_sessions_so_a_second_session_is_a_new_incident() -> None:
