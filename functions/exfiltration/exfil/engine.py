@@ -54,6 +54,8 @@ _EMPTY: dict[str, Any] = {}
 _MISSING = object()
 READS = frozenset({"GetObject", "SelectObjectContent", "GetObjectTorrent"})
 COPIES = frozenset({"CopyObject", "UploadPartCopy"})
+#: S3 calls that change data or its settings: on a read-only stage a human making one is flagged (access.prod-human)
+WRITE_PREFIXES = ("Put", "Delete", "Copy", "UploadPart", "CreateMultipartUpload", "CompleteMultipartUpload", "RestoreObject")
 _REVOKING_RULES = frozenset({"exfil.bulk-download", "exfil.daily-budget", "exfil.outside-vpce", "exfil.presigned-url",
                              "exfil.copy-out", "access.prod-human", "exfil.instance-credentials"})
 
@@ -159,7 +161,9 @@ class Detector:
         self._bucket_stage: dict[Any, str | None] = {}
         self._cidrs = tuple(ipaddress.ip_network(c, strict=False) for c in org.allowed_cidrs)
         self._vpces = frozenset(org.vpc_endpoint_ids)
-        self._stage_flags = {name: (st.interactive_access == "none", st.download == "denied") for name, st in policy.stages.items()}
+        # per stage: (no human access at all, downloads denied, humans may read but not write)
+        self._stage_flags = {name: (st.interactive_access == "none", st.download == "denied", st.interactive_access == "read-only")
+                             for name, st in policy.stages.items()}
         self._limits = {name: (st.exfiltration, st.exfiltration.daily_limits(st.download)) for name, st in policy.stages.items()}
         self._identities: dict[Any, Identity] = {}  # across files: parsing an identity is paid once
         #: per stage: identity key -> (identity, exempt, human, window state if the store keeps states in memory)
@@ -255,7 +259,7 @@ class Detector:
                     src, key, version = copy_source(rp.get("x-amz-copy-source"))
                     src_stage = self.stage_of_bucket(src)
                     if src_stage is not None and src_stage != stage_name:
-                        if stage_name is not None and stage_flags[stage_name][0]:
+                        if stage_name is not None and (stage_flags[stage_name][0] or stage_flags[stage_name][2]):
                             self._write_into(rec, ui, arn, bucket, stage_name)  # the destination side of a copy into final prod
                         copy_to = (stage_name, bucket)
                         rp = {"bucketName": src, "key": key, "versionId": version}
@@ -266,7 +270,9 @@ class Detector:
                     is_read = False
                 if stage_name is None:
                     continue
-                locked, denied = stage_flags[stage_name]
+                locked, denied, read_only = stage_flags[stage_name]
+                if read_only and not is_read:
+                    locked = name.startswith(WRITE_PREFIXES)  # a write to a read-only stage: the human rule applies
                 if (not is_read and not locked) or "errorCode" in rec:
                     continue
                 if ui.__class__ is not dict:
@@ -592,8 +598,9 @@ class Detector:
                  f"{who}: {agg.presigned} object read(s) from {stage_name} used pre-signed URLs (query-string authentication).",
                  presigned_reads=agg.presigned)
         if agg.human:
+            verb = "wrote to read-only" if self._stage_flags[stage_name][2] else "accessed"
             emit("access.prod-human", "high",
-                 f"A human principal ({who}) accessed {stage_name} data {agg.human} time(s) outside an active break-glass grant.",
+                 f"A human principal ({who}) {verb} {stage_name} data {agg.human} time(s) outside an active break-glass grant.",
                  human_events=agg.human)
         return out
 

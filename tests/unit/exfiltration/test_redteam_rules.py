@@ -57,10 +57,6 @@ def test_a_bucket_policy_granting_a_listed_service_principal_outside_the_organis
     assert "may be granted in bucket policies" not in entry.effect and "exfil.rules" not in entry.reader, entry
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "interactive_access accepts read-write | read-only | none, but exfil.engine only tests == 'none': a read-only stage "
-    "behaves exactly like read-write, so a human writing to it is not flagged, and neither the settings registry nor "
-    "`policy explain` says that read-only does nothing"))
 def test_a_human_writing_to_a_read_only_stage_is_flagged() -> None:
     p = loads("""
 framework: custom
@@ -79,3 +75,25 @@ resources:
     detector = Detector(p, MemoryWindowStore())
     detector.feed(writes)
     assert [d.finding.rule for d in detector.finish("t.json.gz")] == ["access.prod-human"]
+
+
+def test_a_human_reading_a_read_only_stage_or_a_service_writing_to_it_is_not_flagged() -> None:
+    p = loads("""
+framework: custom
+stages:
+  reporting:
+    production_data: true
+    interactive_access: read-only
+    download: allowed
+    retention: {default_days: 30, noncurrent_version_days: 7}
+resources:
+  buckets: [{pattern: "acme-rep-*", stage: reporting}]
+""")
+    rng = random.Random(7)
+    reads = [data_event(role="AWSReservedSSO_Analyst_1a2b", session="eve@example.com", bucket="acme-rep-data", key=f"r/{i}",
+                        when=T0, rng=rng, vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.9") for i in range(3)]
+    lists = [data_event(role="AWSReservedSSO_Analyst_1a2b", session="eve@example.com", bucket="acme-rep-data", key="r/",
+                        when=T0, rng=rng, name="ListObjects", vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.9")]
+    detector = Detector(p, MemoryWindowStore())
+    detector.feed(reads + lists)
+    assert [d.finding.rule for d in detector.finish("t.json.gz")] == []
