@@ -13,6 +13,7 @@ after state. The account-level public access block is read and reported
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -64,8 +65,8 @@ class PostureReader:
             if is_code(exc, *NO_ENCRYPTION):
                 return None
             raise
-        default = (rules[0] if rules else {}).get("ApplyServerSideEncryptionByDefault")
-        return dict(default) if default else None
+        defaults = [dict(r.get("ApplyServerSideEncryptionByDefault") or {}) for r in rules if isinstance(r, dict)]
+        return _weakest(defaults)
 
     def block(self, bucket: str) -> dict[str, bool] | None:
         try:
@@ -87,6 +88,22 @@ class PostureReader:
     def logging(self, bucket: str) -> dict[str, Any] | None:
         enabled = self._s3.get_bucket_logging(Bucket=bucket).get("LoggingEnabled")
         return dict(enabled) if enabled else None
+
+
+def _weakest(defaults: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One rule's default encryption. S3 takes one rule; should several come back, they are read as the weakest
+    (none < AES256 < KMS), and KMS rules naming different keys as a key no policy names (fail closed)."""
+    defaults = [d for d in defaults if d.get("SSEAlgorithm")] if all(d.get("SSEAlgorithm") for d in defaults) else []
+    if not defaults:
+        return None
+    distinct = [d for i, d in enumerate(defaults) if d not in defaults[:i]]
+    if len(distinct) == 1:
+        return distinct[0]
+    plain = [d for d in distinct if d["SSEAlgorithm"] not in KMS]
+    if plain:
+        return plain[0]
+    keys = sorted({str(d.get("KMSMasterKeyID") or "aws/s3") for d in distinct})
+    return {"SSEAlgorithm": distinct[0]["SSEAlgorithm"], "KMSMasterKeyID": "several keys: " + ", ".join(keys)[:300]}
 
 
 class AccountBlockReader:
@@ -112,21 +129,54 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def is_tls_deny(statement: Any) -> bool:
-    """A statement denying every principal every S3 action without TLS (``aws:SecureTransport`` false)."""
+def _covers(pattern: Any, arn: str) -> bool:
+    """IAM's resource match: ``*`` any run of characters, ``?`` one character, nothing else special."""
+    if not isinstance(pattern, str):
+        return False
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, arn, re.DOTALL) is not None
+
+
+#: Object keys a TLS-only statement must cover (the empty key stands for "every key": ``bucket/*`` covers it,
+#: ``bucket/public/*`` or ``bucket/?*`` do not).
+_PROBE_KEYS = ("", "a", "raw/2026/12/part-0001.csv")
+
+
+def _covers_bucket(resources: Any, bucket: str) -> bool:
+    """The statement's Resource names the bucket and every object in it (a wildcard covering them counts)."""
+    patterns = _as_list(resources)
+    return any(_covers(p, f"arn:aws:s3:::{bucket}") for p in patterns) and all(
+        any(_covers(p, f"arn:aws:s3:::{bucket}/{key}") for p in patterns) for key in _PROBE_KEYS)
+
+
+def is_tls_deny(statement: Any, bucket: str | None = None) -> bool:
+    """A statement denying every principal every S3 action without TLS (``aws:SecureTransport`` false).
+
+    Nothing may narrow it: no condition beside ``aws:SecureTransport`` (conditions are ANDed, so
+    ``StringEquals aws:PrincipalAccount`` would deny only that account's plain-HTTP requests), no
+    ``NotResource`` / ``NotAction`` / ``NotPrincipal``, and, with ``bucket`` given, a Resource that
+    covers the bucket and every object in it (a statement on the bucket ARN alone leaves every
+    GetObject over HTTP allowed; one on another bucket protects nothing here).
+    """
     if not isinstance(statement, dict) or statement.get("Effect") != "Deny":
+        return False
+    if any(k in statement for k in ("NotResource", "NotAction", "NotPrincipal")):
         return False
     principal = statement.get("Principal")
     if not (principal == "*" or (isinstance(principal, dict) and "*" in _as_list(principal.get("AWS")))):
         return False
     if not any(a in ("s3:*", "*") for a in _as_list(statement.get("Action", []))):
         return False
+    if bucket is not None and not _covers_bucket(statement.get("Resource"), bucket):
+        return False
     condition = statement.get("Condition") or {}
-    for operator in ("Bool", "BoolIfExists"):
-        values = (condition.get(operator) or {}).get("aws:SecureTransport")
-        if any(str(v).lower() == "false" for v in _as_list(values if values is not None else [])):
-            return True
-    return False
+    if not isinstance(condition, dict) or len(condition) != 1:
+        return False
+    [(operator, keys)] = condition.items()
+    if operator not in ("Bool", "BoolIfExists") or not isinstance(keys, dict) or list(keys) != ["aws:SecureTransport"]:
+        return False
+    values = keys["aws:SecureTransport"]
+    return any(str(v).lower() == "false" for v in _as_list(values if values is not None else []))
 
 
 def tls_statement(bucket: str) -> dict[str, Any]:
@@ -146,14 +196,27 @@ def merge_tls(bucket: str, policy: str | None) -> dict[str, Any]:
     return {**doc, "Statement": [*statements, tls_statement(bucket)]}
 
 
-def has_tls(policy: str | None) -> bool:
+def _document(policy: str | None) -> dict[str, Any] | None:
+    """The bucket policy as a JSON object; None when it is not one (S3 refuses such policies; an emulator may not)."""
+    if not policy:
+        return None
+    try:
+        doc = json.loads(policy)
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def has_tls(policy: str | None, bucket: str | None = None) -> bool:
     if not policy:
         return False
     try:
         doc = json.loads(policy)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
-    return any(is_tls_deny(s) for s in _as_list(doc.get("Statement", [])))
+    if not isinstance(doc, dict):
+        return False
+    return any(is_tls_deny(s, bucket) for s in _as_list(doc.get("Statement", [])))
 
 
 # ---------------------------------------------------------------- actions
@@ -278,15 +341,29 @@ class Check:
     actions: list[Action] = field(default_factory=list)
 
 
-def key_matches(actual: str | None, wanted: str) -> bool:
-    """The bucket's key is the one named: the same ARN, id or alias, or an ARN ending in the id or alias named."""
+def key_matches(actual: str | None, wanted: str, account: str | None = None) -> bool:
+    """The bucket's key is the one named: the same ARN, id or alias, or an ARN ending in the id or alias named.
+
+    An alias is a name any account can take: with ``account`` known (the function's own), an ARN
+    naming the alias in another account (``arn:aws:kms:…:999999999999:alias/lab-data``, a key its
+    owner can disable or read with) does not match ``alias/lab-data``.
+    """
     if not actual:
         return False
-    return actual == wanted or (not wanted.startswith("arn:") and actual.endswith(("/" + wanted, ":" + wanted)))
+    if actual == wanted:
+        return True
+    if wanted.startswith("arn:") or not actual.endswith(("/" + wanted, ":" + wanted)):
+        return False
+    parts = actual.split(":")
+    return account is None or (len(parts) > 5 and parts[0] == "arn" and parts[4] == account)
 
 
-def plan(bucket: str, posture: Posture, state: PostureState, retention: Retention | None = None) -> list[Check]:
-    """The checks of ``posture`` that ``state`` fails, each with what brings it to baseline."""
+def plan(bucket: str, posture: Posture, state: PostureState, retention: Retention | None = None,
+         account: str | None = None) -> list[Check]:
+    """The checks of ``posture`` that ``state`` fails, each with what brings it to baseline.
+
+    ``account``: the account the buckets are in, when known (a named KMS alias must be that account's).
+    """
     from keeper.actions import EnableVersioning
 
     checks: list[Check] = []
@@ -294,7 +371,7 @@ def plan(bucket: str, posture: Posture, state: PostureState, retention: Retentio
     algorithm, key = enc.get("SSEAlgorithm"), enc.get("KMSMasterKeyID")
     if posture.encryption is not None:
         accepted = KMS if posture.encryption == "aws:kms" else ("AES256", *KMS)
-        ok = algorithm in accepted and (algorithm not in KMS or not posture.kms_key or key_matches(key, posture.kms_key))
+        ok = algorithm in accepted and (algorithm not in KMS or not posture.kms_key or key_matches(key, posture.kms_key, account))
         if not ok:
             wanted = {"SSEAlgorithm": posture.encryption} | ({"KMSMasterKeyID": posture.kms_key} if posture.kms_key else {})
             why = ("has no default encryption" if not algorithm else
@@ -311,20 +388,27 @@ def plan(bucket: str, posture: Posture, state: PostureState, retention: Retentio
         checks.append(Check("posture.public-access", "critical" if state.block is None else "high",
                             f"Bucket {bucket} {why}.", state.block, desired,
                             [PutPublicAccessBlock(bucket, block=tuple(desired.items()))]))
-    if posture.tls_only and not has_tls(state.policy):
-        merged = merge_tls(bucket, state.policy)
-        text = json.dumps(merged, separators=(",", ":"))
-        statements = len(_as_list(json.loads(state.policy).get("Statement", []))) if state.policy else 0
-        if len(text.encode()) > POLICY_LIMIT:
+    if posture.tls_only and not has_tls(state.policy, bucket):
+        doc = _document(state.policy)
+        if state.policy and doc is None:  # not a JSON object: nothing can be merged into it without guessing
             checks.append(Check("posture.tls", "critical",
-                                f"Bucket {bucket} has no TLS-only deny statement, and merging one would take its policy "
-                                f"to {len(text.encode())} bytes, past S3's {POLICY_LIMIT}: add it by hand.",
-                                {"statements": statements, "tls_only": False}, {"tls_only": True, "bytes": len(text.encode())}))
+                                f"Bucket {bucket} has a bucket policy that is not a JSON object, so no TLS-only deny "
+                                "statement could be found or merged: fix it by hand.",
+                                {"policy_bytes": len(state.policy.encode()), "tls_only": False}, {"tls_only": True}))
         else:
-            checks.append(Check("posture.tls", "high", f"Bucket {bucket} does not deny requests without TLS.",
-                                {"statements": statements, "tls_only": False},
-                                {"statements": len(merged["Statement"]), "tls_only": True, "added": TLS_SID},
-                                [PutTlsPolicy(bucket, policy=text, expected=state.policy)]))
+            merged = merge_tls(bucket, state.policy)
+            text = json.dumps(merged, separators=(",", ":"))
+            statements = len(_as_list(doc.get("Statement", []))) if doc else 0
+            if len(text.encode()) > POLICY_LIMIT:
+                checks.append(Check("posture.tls", "critical",
+                                    f"Bucket {bucket} has no TLS-only deny statement, and merging one would take its policy "
+                                    f"to {len(text.encode())} bytes, past S3's {POLICY_LIMIT}: add it by hand.",
+                                    {"statements": statements, "tls_only": False}, {"tls_only": True, "bytes": len(text.encode())}))
+            else:
+                checks.append(Check("posture.tls", "high", f"Bucket {bucket} does not deny requests without TLS.",
+                                    {"statements": statements, "tls_only": False},
+                                    {"statements": len(merged["Statement"]), "tls_only": True, "added": TLS_SID},
+                                    [PutTlsPolicy(bucket, policy=text, expected=state.policy)]))
     permanent = retention is not None and retention.permanent  # retention already holds permanent stages to versioning
     if posture.versioning and state.versioning != "Enabled" and not permanent:
         checks.append(Check("posture.versioning", "high", f"Bucket {bucket} has versioning {state.versioning.lower()}.",

@@ -159,7 +159,8 @@ class Keeper:
         baseline = self.policy.stages[view.stage].posture
         if baseline is None:
             return []
-        checks = posture_plan.plan(view.name, baseline, view.posture, view.retention)
+        account = self.account.account_id if self.account is not None else None
+        checks = posture_plan.plan(view.name, baseline, view.posture, view.retention, account)
         base = {"stage": view.stage, "mapped_by": view.match.detail, "bucket": view.name}
         return posture_plan.decisions(view.name, view.stage, checks, base, principal, trigger)
 
