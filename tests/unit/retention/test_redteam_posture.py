@@ -138,6 +138,36 @@ def test_hostile_policy_json_is_a_critical_finding_never_a_crash_or_a_blind_writ
     assert (check.rule, check.severity, check.actions) == ("posture.tls", "critical", [])
 
 
+def test_a_bucket_whose_posture_cannot_be_planned_does_not_stop_the_daily_run_for_the_others(lab) -> None:
+    # Given two lab buckets without a public access block, and planning one of them blows up
+    from tests.unit.retention.test_app import schedule
+
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=LAB2)
+    s3.put_bucket_versioning(Bucket=LAB2, VersioningConfiguration={"Status": "Enabled"})
+    postured(LAB2)
+    for bucket in (LAB, LAB2):
+        s3.delete_public_access_block(Bucket=bucket)
+    import stage_policy.findings as findings_module
+
+    class Exploding(findings_module.Finding):
+        """Planning the lab's posture blows up (the function's modules are imported fresh and pick this up)."""
+
+        def __init__(self, **kwargs):
+            if kwargs.get("rule", "").startswith("posture.") and kwargs.get("resource") == f"arn:aws:s3:::{LAB}":
+                raise RecursionError("maximum recursion depth exceeded")
+            super().__init__(**kwargs)
+
+    # When the daily run reaches them (acme-lab-data sorts first)
+    with mock.patch.object(findings_module, "Finding", Exploding):
+        run(lab, schedule())
+
+    # Then the second bucket is still brought back, and the first is reported as not reconciled
+    assert boto3.client("s3").get_public_access_block(Bucket=LAB2)["PublicAccessBlockConfiguration"] == ALL_ON
+    findings = drain(lab.inbox)
+    [unreadable] = [f for f in findings if f["rule"] == "retention.unreadable"]
+    assert LAB in unreadable["summary"] and "recursion" in unreadable["summary"]
 
 
 def test_a_hostile_policy_in_the_emulator_is_reported_critical_and_left_as_it_is(lab) -> None:
@@ -267,6 +297,20 @@ def test_a_public_acl_grant_is_reported_even_while_the_block_neutralises_it(lab,
 
 
 # ---------------------------------------------------------------- which buckets: mapping, races
+def test_a_bucket_named_like_the_lab_but_tagged_for_no_stage_is_untouched_and_the_mismatch_is_reported(lab) -> None:
+    # Given acme-lab-thirdparty: its name says lab, its stage tag names a stage the policy does not have
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="acme-lab-thirdparty")
+    s3.put_bucket_tagging(Bucket="acme-lab-thirdparty", Tagging={"TagSet": [{"Key": "stagewarden:stage", "Value": "team-x"}]})
+    before = snapshot("acme-lab-thirdparty")
+
+    run(lab, event("put_bucket_tagging.eventbridge.json", bucketName="acme-lab-thirdparty"))
+
+    # Then nothing about it changed, and the finding says it left management
+    assert snapshot("acme-lab-thirdparty") == before
+    [finding] = [f for f in drain(lab.inbox) if f["resource"] == "arn:aws:s3:::acme-lab-thirdparty"]
+    assert (finding["rule"], finding["severity"]) == ("retention.stage-conflict", "high") and finding["action"].startswith("alert only")
+    assert "team-x" in finding["summary"] and finding["principal"].endswith("/alice@example.com")
 
 
 def test_a_bucket_with_no_stage_tag_and_no_matching_name_is_never_read_past_its_tags(lab) -> None:
