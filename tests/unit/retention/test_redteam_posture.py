@@ -362,10 +362,51 @@ def test_an_event_from_another_account_and_region_only_makes_the_function_re_rea
     assert rules_of(drain(lab.inbox)) == []
 
 
+def test_a_refused_call_names_nobody_and_does_not_claim_the_change(lab) -> None:
+    # Given the block really is gone (someone else), and CloudTrail reports mallory's *refused* DeletePublicAccessBlock
+    boto3.client("s3").delete_public_access_block(Bucket=LAB)
+    evt = event("delete_public_access_block.eventbridge.json")
+    evt["detail"].update(errorCode="AccessDenied", errorMessage="Access Denied")
+
+    run(lab, evt)
+
+    # Then the bucket is still brought back, but the finding does not pin it on the refused caller
+    assert boto3.client("s3").get_public_access_block(Bucket=LAB)["PublicAccessBlockConfiguration"] == ALL_ON
+    [finding] = [f for f in drain(lab.inbox) if f["rule"] == "posture.public-access"]
+    assert finding["principal"] is None and "refused: AccessDenied" in finding["summary"]
 
 
+@pytest.mark.parametrize("mutate, part", [
+    (lambda d: d.pop("requestParameters"), "requestParameters.bucketName"),
+    (lambda d: d.update(requestParameters=None), "requestParameters.bucketName"),
+    (lambda d: d.update(requestParameters="acme-lab-data"), "requestParameters.bucketName"),
+    (lambda d: d["requestParameters"].update(bucketName=["acme-lab-data"]), "requestParameters.bucketName"),
+    (lambda d: d.update(eventName=7), "eventName"),
+    (lambda d: d.update(eventName="PutBucketAclX"), "eventName"),
+], ids=["no-requestParameters", "null-requestParameters", "string-requestParameters", "bucketName-list",
+        "eventName-int", "eventName-unknown"])
+def test_a_malformed_cloudtrail_detail_fails_naming_the_part_and_changes_nothing(lab, mutate, part) -> None:
+    from stage_policy.events import EventError
+
+    boto3.client("s3").delete_public_access_block(Bucket=LAB)
+    evt = event("delete_public_access_block.eventbridge.json")
+    mutate(evt["detail"])
+    before = snapshot(LAB)
+
+    with pytest.raises(EventError, match=part.replace(".", r"\.")):
+        run(lab, evt)
+
+    assert snapshot(LAB) == before and drain(lab.inbox) == []
 
 
+def test_an_odd_user_identity_still_re_reads_the_bucket(lab) -> None:
+    boto3.client("s3").delete_public_access_block(Bucket=LAB)
+    evt = event("delete_public_access_block.eventbridge.json")
+    evt["detail"]["userIdentity"] = "root"
+
+    run(lab, evt)
+
+    assert boto3.client("s3").get_public_access_block(Bucket=LAB)["PublicAccessBlockConfiguration"] == ALL_ON
 
 
 def test_a_replayed_event_does_nothing_twice_and_a_new_change_is_still_caught(lab) -> None:
