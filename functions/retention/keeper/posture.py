@@ -53,6 +53,8 @@ class PostureReader:
 
     def __init__(self, s3: Any):
         self._s3 = s3
+        #: The region the buckets are read in (a named KMS alias is written as that region's alias ARN).
+        self.region: str | None = getattr(getattr(s3, "meta", None), "region_name", None)
 
     def read(self, bucket: str, versioning: str = "Off", lock_enabled: bool = False) -> PostureState:
         return PostureState(self.encryption(bucket), self.block(bucket), self.policy(bucket), self.logging(bucket),
@@ -358,11 +360,23 @@ def key_matches(actual: str | None, wanted: str, account: str | None = None) -> 
     return account is None or (len(parts) > 5 and parts[0] == "arn" and parts[4] == account)
 
 
+def qualified(kms_key: str, account: str | None, region: str | None) -> str:
+    """``alias/x`` as ``arn:aws:kms:<region>:<account>:alias/x`` when both are known.
+
+    S3 resolves a bare alias in the *requester's* account, so an object put by another account's
+    role would be encrypted under that account's ``alias/x``; the ARN pins it to the bucket owner's.
+    """
+    if kms_key.startswith("alias/") and account and region:
+        return f"arn:aws:kms:{region}:{account}:{kms_key}"
+    return kms_key
+
+
 def plan(bucket: str, posture: Posture, state: PostureState, retention: Retention | None = None,
-         account: str | None = None) -> list[Check]:
+         account: str | None = None, region: str | None = None) -> list[Check]:
     """The checks of ``posture`` that ``state`` fails, each with what brings it to baseline.
 
-    ``account``: the account the buckets are in, when known (a named KMS alias must be that account's).
+    ``account`` / ``region``: where the buckets are, when known (a named KMS alias must be that
+    account's, and is written as that account's alias ARN).
     """
     from keeper.actions import EnableVersioning
 
@@ -373,12 +387,13 @@ def plan(bucket: str, posture: Posture, state: PostureState, retention: Retentio
         accepted = KMS if posture.encryption == "aws:kms" else ("AES256", *KMS)
         ok = algorithm in accepted and (algorithm not in KMS or not posture.kms_key or key_matches(key, posture.kms_key, account))
         if not ok:
-            wanted = {"SSEAlgorithm": posture.encryption} | ({"KMSMasterKeyID": posture.kms_key} if posture.kms_key else {})
+            key_to_write = qualified(posture.kms_key, account, region) if posture.kms_key else None
+            wanted = {"SSEAlgorithm": posture.encryption} | ({"KMSMasterKeyID": key_to_write} if key_to_write else {})
             why = ("has no default encryption" if not algorithm else
                    f"is encrypted with {algorithm}" + (f" key {key}" if key else "") + f", not {posture.encryption}"
                    + (f" key {posture.kms_key}" if posture.kms_key else ""))
             checks.append(Check("posture.encryption", "high", f"Bucket {bucket} {why}.", state.encryption, wanted,
-                                [PutEncryption(bucket, algorithm=posture.encryption, kms_key=posture.kms_key)]))
+                                [PutEncryption(bucket, algorithm=posture.encryption, kms_key=key_to_write)]))
     required = posture.public_access.as_config()
     current = state.block or {k: False for k in BLOCK_KEYS}
     off = [k for k in BLOCK_KEYS if required[k] and not current.get(k)]

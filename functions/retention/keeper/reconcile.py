@@ -179,7 +179,8 @@ class Keeper:
         if baseline is None:
             return []
         account = self.account.account_id if self.account is not None else None
-        checks = posture_plan.plan(view.name, baseline, view.posture, view.retention, account)
+        region = getattr(self.posture_reader, "region", None)
+        checks = posture_plan.plan(view.name, baseline, view.posture, view.retention, account, region)
         base = {"stage": view.stage, "mapped_by": view.match.detail, "bucket": view.name}
         return posture_plan.decisions(view.name, view.stage, checks, base, principal, trigger)
 
