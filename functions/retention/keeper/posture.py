@@ -258,7 +258,7 @@ class PutPublicAccessBlock(Action):
     """The bucket's public access block with every required flag on (flags already on stay on)."""
 
     kind: ClassVar[str] = "put-public-access-block"
-    permissions: ClassVar[tuple[str, ...]] = ("s3:PutBucketPublicAccessBlock",)
+    permissions: ClassVar[tuple[str, ...]] = ("s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock")
 
     block: tuple[tuple[str, bool], ...] = ()
 
@@ -267,8 +267,17 @@ class PutPublicAccessBlock(Action):
         return f"put the public access block on {self.target} ({', '.join(on)} on)"
 
     def apply(self, clients: Clients) -> str:
-        clients("s3").put_public_access_block(Bucket=self.target, PublicAccessBlockConfiguration=dict(self.block))
-        return f"put the public access block on {self.target} ({', '.join(k for k, v in self.block if v)} on)"
+        # re-read first: a flag its owner turned on since the plan was made stays on (a stale plan never loosens)
+        s3 = clients("s3")
+        try:
+            now = s3.get_public_access_block(Bucket=self.target)["PublicAccessBlockConfiguration"]
+        except Exception as exc:
+            if not is_code(exc, *NO_BLOCK):
+                raise
+            now = {}
+        block = {k: bool(v) or bool(now.get(k)) for k, v in self.block}
+        s3.put_public_access_block(Bucket=self.target, PublicAccessBlockConfiguration=block)
+        return f"put the public access block on {self.target} ({', '.join(k for k, v in block.items() if v)} on)"
 
 
 @dataclass(frozen=True)

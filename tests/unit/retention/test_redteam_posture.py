@@ -8,6 +8,8 @@ The README's "Tried as an attacker" list (section "Bucket posture") names each o
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
+from typing import Iterator
 from unittest import mock
 
 import boto3
@@ -24,6 +26,28 @@ GOOD = tls_statement(LAB)
 COMPLIANT = PostureState({"SSEAlgorithm": "aws:kms"}, ALL_ON, json.dumps({"Version": "2012-10-17", "Statement": [GOOD]}),
                          None, "Enabled")
 LAB2 = "acme-lab-second"
+
+
+@contextmanager
+def after_call(operation: str, action) -> Iterator[list]:
+    """Fault injection over moto: run ``action`` once, right after the function's first ``operation`` call.
+
+    The function's modules are imported fresh on each invoke, so patching its classes would not reach it;
+    its boto3 clients come from the default session, whose event hooks they copy when created.
+    """
+    session = boto3._get_default_session()
+    fired: list = []
+
+    def hook(**_):
+        if not fired:
+            fired.append(operation)
+            action()
+
+    session.events.register(f"after-call.s3.{operation}", hook, unique_id=f"redteam-{operation}")
+    try:
+        yield fired
+    finally:
+        session.events.unregister(f"after-call.s3.{operation}", unique_id=f"redteam-{operation}")
 
 
 def run(stack, evt: dict):
@@ -265,6 +289,25 @@ def test_scenario_a_block_with_three_of_four_flags_is_completed_by_the_event(lab
     assert finding["evidence"]["before"]["RestrictPublicBuckets"] is False
 
 
+def test_a_flag_turned_on_between_the_read_and_the_write_is_not_turned_off(lab, tmp_path) -> None:
+    # Given the lab requires three flags (RestrictPublicBuckets not required) and a bucket has no block
+    seed_policy_in_process(lab, policy_variant(tmp_path, ("    mode: enforce\n  prod-integration:",
+                                                          "    mode: enforce\n    posture: { public_access: "
+                                                          "{ restrict_public_buckets: false } }\n  prod-integration:")))
+    s3 = boto3.client("s3")
+    s3.delete_public_access_block(Bucket=LAB)
+    s3_owner = boto3.client("s3")
+
+    # When the owner turns all four on while the event is being planned (right after posture's last read)
+    with after_call("GetBucketLogging", lambda: s3_owner.put_public_access_block(
+            Bucket=LAB, PublicAccessBlockConfiguration=ALL_ON)) as fired:
+        run(lab, event("delete_public_access_block.eventbridge.json"))
+    assert fired
+
+    # Then the stale plan (three flags) does not switch RestrictPublicBuckets back off
+    assert s3.get_public_access_block(Bucket=LAB)["PublicAccessBlockConfiguration"] == ALL_ON
+
+
 @pytest.mark.parametrize("how", ["grant-header", "acl-body"])
 def test_a_public_acl_behind_a_deleted_block_is_neutralised_when_the_block_comes_back(lab, how) -> None:
     # Given the block deleted, then AllUsers granted READ (either way S3 takes a grant)
@@ -336,16 +379,16 @@ def test_a_bucket_untagged_between_read_and_write_is_not_written(lab) -> None:
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="team-tagged-lab")
     s3.put_bucket_tagging(Bucket="team-tagged-lab", Tagging={"TagSet": [{"Key": "stagewarden:stage", "Value": "prod-discovery"}]})
-    original = PostureReader.read
+    owner = boto3.client("s3")
 
-    def read_then_untag(self, bucket, *args, **kwargs):
-        state = original(self, bucket, *args, **kwargs)
-        boto3.client("s3").delete_bucket_tagging(Bucket=bucket)  # its owner takes it out of the lab, mid-run
-        return state
-
-    with mock.patch.object(PostureReader, "read", read_then_untag):
+    # When its owner takes it out of the lab right after posture read it
+    with after_call("GetBucketLogging", lambda: owner.delete_bucket_tagging(Bucket="team-tagged-lab")) as fired:
         run(lab, event("put_bucket_tagging.eventbridge.json", bucketName="team-tagged-lab"))
+    assert fired
+    with pytest.raises(Exception, match="NoSuchTagSet"):
+        owner.get_bucket_tagging(Bucket="team-tagged-lab")  # the injection ran: it is unmanaged now
 
+    # Then nothing is written to the bucket that left the lab
     with pytest.raises(Exception, match="NoSuchPublicAccessBlockConfiguration|ServerSideEncryptionConfigurationNotFound"):
         s3.get_public_access_block(Bucket="team-tagged-lab")
 

@@ -6,7 +6,8 @@ Passing tests are attempts that are caught; a strict xfail is a weakness still o
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from unittest import mock
+from contextlib import contextmanager
+from typing import Iterator
 
 import boto3
 import pytest
@@ -22,6 +23,28 @@ LAB_RETENTION = Retention(default_days=90, noncurrent_version_days=7,
                           prefix_classes=[{"prefix": "raw/", "days": 30}, {"prefix": "aggregated/", "days": 90}])
 PERMANENT = Retention(permanent=True, immutable=True)
 EXPIRING = ("Expiration", "NoncurrentVersionExpiration")
+
+
+@contextmanager
+def after_call(operation: str, action) -> Iterator[list]:
+    """Fault injection over moto: run ``action`` once, right after the function's first ``operation`` call.
+
+    The function's modules are imported fresh on each invoke, so patching its classes would not reach it;
+    its boto3 clients come from the default session, whose event hooks they copy when created.
+    """
+    session = boto3._get_default_session()
+    fired: list = []
+
+    def hook(**_):
+        if not fired:
+            fired.append(operation)
+            action()
+
+    session.events.register(f"after-call.s3.{operation}", hook, unique_id=f"redteam-{operation}")
+    try:
+        yield fired
+    finally:
+        session.events.unregister(f"after-call.s3.{operation}", unique_id=f"redteam-{operation}")
 
 
 def run(stack, evt: dict):
@@ -136,21 +159,18 @@ def test_retagging_a_tag_only_prod_bucket_as_lab_puts_no_expiry_on_it(lab, tmp_p
                    "them, so a lab bucket retagged final-prod between listing and deleting still loses its expired "
                    "versions. A re-read before each batch would cost one call per 1,000 deletions (the 2.2 figure)")
 def test_a_bucket_retagged_permanent_while_it_is_swept_loses_nothing(lab) -> None:
-    from keeper.ports import VersionLister
-
     s3 = boto3.client("s3")
     with written_days_ago(45):
         s3.put_object(Bucket=LAB, Key="raw/old.csv", Body=b"x")
-    original = VersionLister.pages
+    admin = boto3.client("s3")
 
-    def pages_then_retag(self, bucket, after_key=None):
-        yield from original(self, bucket, after_key)
-        boto3.client("s3").put_bucket_tagging(Bucket=bucket, Tagging={"TagSet": [{"Key": "stagewarden:stage",
-                                                                                   "Value": "final-prod"}]})
-
-    with mock.patch.object(VersionLister, "pages", pages_then_retag):
+    # When an admin tags the bucket final-prod right after the sweep listed it
+    with after_call("ListObjectVersions", lambda: admin.put_bucket_tagging(Bucket=LAB, Tagging={"TagSet": [
+            {"Key": "stagewarden:stage", "Value": "final-prod"}]})) as fired:
         run(lab, schedule())
+    assert fired
 
+    # Then nothing is deleted from what is now a permanent bucket
     assert versions(LAB) == [("raw/old.csv", False)]
 
 
