@@ -328,6 +328,13 @@ def test_property_no_write_to_unmanaged_or_dry_run_buckets_no_suspension_no_othe
                         raise type("NoSuchBucketPolicy", (Exception,), {"response": {"Error": {"Code": "NoSuchBucketPolicy"}}})()
                     return {"Policy": self._state.policy}
                 return get
+            if name == "get_public_access_block":  # PutPublicAccessBlock re-reads the block before writing
+                def get_block(**kw):
+                    if self._state.block is None:
+                        raise type("NoSuchPublicAccessBlockConfiguration", (Exception,), {
+                            "response": {"Error": {"Code": "NoSuchPublicAccessBlockConfiguration"}}})()
+                    return {"PublicAccessBlockConfiguration": dict(self._state.block)}
+                return get_block
             return lambda **kw: self.writes.append((name, kw)) or {}
 
     seen: dict[str, int] = {}
