@@ -227,11 +227,37 @@ class PostureChanged(RuntimeError):
 
 
 @dataclass(frozen=True)
-class PutEncryption(Action):
+class StageGuarded(Action):
+    """A posture write that first re-reads the bucket's stage tag (one GET, only when something is written).
+
+    ``stage_tag`` is (tag key, the value the plan saw, None: no tag). A bucket untagged or moved to
+    another stage since the plan was made is not written: :class:`PostureChanged` fails the action,
+    the invocation is retried and re-plans it from its new stage (unmanaged: nothing to do).
+    """
+
+    stage_tag: tuple[str, str | None] | None = None
+
+    def _check_stage(self, s3: Any) -> None:
+        if self.stage_tag is None:
+            return
+        key, seen = self.stage_tag
+        try:
+            tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=self.target).get("TagSet", [])}
+        except Exception as exc:
+            if not is_code(exc, "NoSuchTagSet"):
+                raise
+            tags = {}
+        if tags.get(key) != seen:
+            raise PostureChanged(f"the {key} tag of {self.target} changed since it was read ({seen!r} -> "
+                                 f"{tags.get(key)!r}); not written (re-planned on its PutBucketTagging event)")
+
+
+@dataclass(frozen=True)
+class PutEncryption(StageGuarded):
     """Default encryption to the stage's baseline (PutBucketEncryption)."""
 
     kind: ClassVar[str] = "put-encryption"
-    permissions: ClassVar[tuple[str, ...]] = ("s3:PutEncryptionConfiguration",)
+    permissions: ClassVar[tuple[str, ...]] = ("s3:GetBucketTagging", "s3:PutEncryptionConfiguration")
 
     algorithm: str = "aws:kms"
     kms_key: str | None = None
@@ -249,16 +275,18 @@ class PutEncryption(Action):
         rule: dict[str, Any] = {"ApplyServerSideEncryptionByDefault": default}
         if self.algorithm in KMS:
             rule["BucketKeyEnabled"] = True
-        clients("s3").put_bucket_encryption(Bucket=self.target, ServerSideEncryptionConfiguration={"Rules": [rule]})
+        s3 = clients("s3")
+        self._check_stage(s3)
+        s3.put_bucket_encryption(Bucket=self.target, ServerSideEncryptionConfiguration={"Rules": [rule]})
         return f"set {self._what()} on {self.target}"
 
 
 @dataclass(frozen=True)
-class PutPublicAccessBlock(Action):
+class PutPublicAccessBlock(StageGuarded):
     """The bucket's public access block with every required flag on (flags already on stay on)."""
 
     kind: ClassVar[str] = "put-public-access-block"
-    permissions: ClassVar[tuple[str, ...]] = ("s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock")
+    permissions: ClassVar[tuple[str, ...]] = ("s3:GetBucketTagging", "s3:GetBucketPublicAccessBlock", "s3:PutBucketPublicAccessBlock")
 
     block: tuple[tuple[str, bool], ...] = ()
 
@@ -269,6 +297,7 @@ class PutPublicAccessBlock(Action):
     def apply(self, clients: Clients) -> str:
         # re-read first: a flag its owner turned on since the plan was made stays on (a stale plan never loosens)
         s3 = clients("s3")
+        self._check_stage(s3)
         try:
             now = s3.get_public_access_block(Bucket=self.target)["PublicAccessBlockConfiguration"]
         except Exception as exc:
@@ -281,11 +310,11 @@ class PutPublicAccessBlock(Action):
 
 
 @dataclass(frozen=True)
-class PutTlsPolicy(Action):
+class PutTlsPolicy(StageGuarded):
     """Merge the TLS-only deny statement into the bucket policy, if the policy is still the one planned from."""
 
     kind: ClassVar[str] = "put-tls-policy"
-    permissions: ClassVar[tuple[str, ...]] = ("s3:GetBucketPolicy", "s3:PutBucketPolicy")
+    permissions: ClassVar[tuple[str, ...]] = ("s3:GetBucketTagging", "s3:GetBucketPolicy", "s3:PutBucketPolicy")
 
     policy: str = ""
     expected: str | None = None
@@ -295,6 +324,7 @@ class PutTlsPolicy(Action):
 
     def apply(self, clients: Clients) -> str:
         s3 = clients("s3")
+        self._check_stage(s3)
         try:
             current = s3.get_bucket_policy(Bucket=self.target)["Policy"]
         except Exception as exc:
@@ -318,11 +348,11 @@ def _norm(policy: str | None) -> Any:
 
 
 @dataclass(frozen=True)
-class PutLogging(Action):
+class PutLogging(StageGuarded):
     """Server access logging to the stage's target bucket and prefix."""
 
     kind: ClassVar[str] = "put-logging"
-    permissions: ClassVar[tuple[str, ...]] = ("s3:PutBucketLogging",)
+    permissions: ClassVar[tuple[str, ...]] = ("s3:GetBucketTagging", "s3:PutBucketLogging")
 
     target_bucket: str = ""
     target_prefix: str = ""
@@ -331,7 +361,9 @@ class PutLogging(Action):
         return f"send the access logs of {self.target} to s3://{self.target_bucket}/{self.target_prefix}"
 
     def apply(self, clients: Clients) -> str:
-        clients("s3").put_bucket_logging(Bucket=self.target, BucketLoggingStatus={
+        s3 = clients("s3")
+        self._check_stage(s3)
+        s3.put_bucket_logging(Bucket=self.target, BucketLoggingStatus={
             "LoggingEnabled": {"TargetBucket": self.target_bucket, "TargetPrefix": self.target_prefix}})
         return f"sent the access logs of {self.target} to s3://{self.target_bucket}/{self.target_prefix}"
 
@@ -381,11 +413,13 @@ def qualified(kms_key: str, account: str | None, region: str | None) -> str:
 
 
 def plan(bucket: str, posture: Posture, state: PostureState, retention: Retention | None = None,
-         account: str | None = None, region: str | None = None) -> list[Check]:
+         account: str | None = None, region: str | None = None,
+         stage_tag: tuple[str, str | None] | None = None) -> list[Check]:
     """The checks of ``posture`` that ``state`` fails, each with what brings it to baseline.
 
     ``account`` / ``region``: where the buckets are, when known (a named KMS alias must be that
-    account's, and is written as that account's alias ARN).
+    account's, and is written as that account's alias ARN). ``stage_tag``: (tag key, value read), re-checked
+    by each write (:class:`StageGuarded`).
     """
     from keeper.actions import EnableVersioning
 
@@ -402,7 +436,7 @@ def plan(bucket: str, posture: Posture, state: PostureState, retention: Retentio
                    f"is encrypted with {algorithm}" + (f" key {key}" if key else "") + f", not {posture.encryption}"
                    + (f" key {posture.kms_key}" if posture.kms_key else ""))
             checks.append(Check("posture.encryption", "high", f"Bucket {bucket} {why}.", state.encryption, wanted,
-                                [PutEncryption(bucket, algorithm=posture.encryption, kms_key=key_to_write)]))
+                                [PutEncryption(bucket, algorithm=posture.encryption, kms_key=key_to_write, stage_tag=stage_tag)]))
     required = posture.public_access.as_config()
     current = state.block or {k: False for k in BLOCK_KEYS}
     off = [k for k in BLOCK_KEYS if required[k] and not current.get(k)]
@@ -411,7 +445,7 @@ def plan(bucket: str, posture: Posture, state: PostureState, retention: Retentio
         why = "has no public access block" if state.block is None else f"has {', '.join(off)} off"
         checks.append(Check("posture.public-access", "critical" if state.block is None else "high",
                             f"Bucket {bucket} {why}.", state.block, desired,
-                            [PutPublicAccessBlock(bucket, block=tuple(desired.items()))]))
+                            [PutPublicAccessBlock(bucket, block=tuple(desired.items()), stage_tag=stage_tag)]))
     if posture.tls_only and not has_tls(state.policy, bucket):
         doc = _document(state.policy)
         if state.policy and doc is None:  # not a JSON object: nothing can be merged into it without guessing
@@ -432,7 +466,7 @@ def plan(bucket: str, posture: Posture, state: PostureState, retention: Retentio
                 checks.append(Check("posture.tls", "high", f"Bucket {bucket} does not deny requests without TLS.",
                                     {"statements": statements, "tls_only": False},
                                     {"statements": len(merged["Statement"]), "tls_only": True, "added": TLS_SID},
-                                    [PutTlsPolicy(bucket, policy=text, expected=state.policy)]))
+                                    [PutTlsPolicy(bucket, policy=text, expected=state.policy, stage_tag=stage_tag)]))
     permanent = retention is not None and retention.permanent  # retention already holds permanent stages to versioning
     if posture.versioning and state.versioning != "Enabled" and not permanent:
         checks.append(Check("posture.versioning", "high", f"Bucket {bucket} has versioning {state.versioning.lower()}.",
@@ -447,7 +481,7 @@ def plan(bucket: str, posture: Posture, state: PostureState, retention: Retentio
             checks.append(Check("posture.logging", "medium",
                                 f"Bucket {bucket} {why}, not s3://{logs.target_bucket}/{logs.target_prefix}.",
                                 state.logging, wanted,
-                                [PutLogging(bucket, target_bucket=logs.target_bucket, target_prefix=logs.target_prefix)]))
+                                [PutLogging(bucket, target_bucket=logs.target_bucket, target_prefix=logs.target_prefix, stage_tag=stage_tag)]))
     immutable = retention is not None and retention.immutable  # retention reports those (retention.object-lock-missing)
     if posture.object_lock and not immutable and not state.lock_enabled:
         checks.append(Check("posture.object-lock", "medium", f"Bucket {bucket} has no Object Lock configuration.",

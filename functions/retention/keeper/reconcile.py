@@ -180,7 +180,9 @@ class Keeper:
             return []
         account = self.account.account_id if self.account is not None else None
         region = getattr(self.posture_reader, "region", None)
-        checks = posture_plan.plan(view.name, baseline, view.posture, view.retention, account, region)
+        key = self.policy.resources.tag_key
+        checks = posture_plan.plan(view.name, baseline, view.posture, view.retention, account, region,
+                                   (key, view.config.tags.get(key)))
         base = {"stage": view.stage, "mapped_by": view.match.detail, "bucket": view.name}
         return posture_plan.decisions(view.name, view.stage, checks, base, principal, trigger)
 
@@ -212,7 +214,9 @@ class Keeper:
                       "rules": _bounded(view.config.rules)}), [], None)]
 
     def _put(self, view: BucketView, diff: LifecycleDiff) -> PutLifecycle:
+        key = self.policy.resources.tag_key
         return PutLifecycle(view.name, rules=tuple(diff.desired), expected=tuple(view.config.rules),
+                            stage_tag=(key, view.config.tags.get(key)),
                             extra=tuple(sorted(view.config.lifecycle_extra.items())), summary=_cut(diff.summary(), 300))
 
     @staticmethod
