@@ -33,6 +33,7 @@ bench: $(VENV)/.installed ## the performance figures (bench/)
 	$(VENV)/bin/python bench/import_and_load.py
 	$(VENV)/bin/python -W ignore bench/exfil.py
 	$(VENV)/bin/python -W ignore bench/retention.py
+	$(VENV)/bin/python -W ignore bench/posture.py
 	$(VENV)/bin/python -W ignore bench/alerts.py
 	$(VENV)/bin/pip install --quiet -e '.[test,bench]'
 	$(VENV)/bin/python bench/schema_gate.py

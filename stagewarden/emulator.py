@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -147,10 +148,26 @@ def stop_pid(pid: int) -> None:
 def boto_client(service: str, state: LocalState) -> Any:
     import boto3
 
-    return boto3.client(
+    client = boto3.client(
         service, endpoint_url=state.endpoint, region_name=state.region,
         aws_access_key_id="testing", aws_secret_access_key="testing", aws_session_token="testing",
     )
+    loopback_s3control(client.meta.events)
+    return client
+
+
+_ACCOUNT_HOST = re.compile(r"^(https?://)[0-9]{12}\.(127\.0\.0\.1|localhost)([:/])")
+
+
+def _drop_account_host(request: Any, **_: Any) -> None:
+    request.url = _ACCOUNT_HOST.sub(r"\1\2\3", request.url)
+
+
+def loopback_s3control(events: Any) -> None:
+    """S3 Control puts the account id in front of the endpoint's host (``<account>.s3-control...``); with the
+    emulator's endpoint that is ``<account>.127.0.0.1``, which does not resolve. For loopback hosts only, the
+    prefix is dropped before the request is signed (moto_server routes S3 Control by its path)."""
+    events.register("before-sign.s3-control", _drop_account_host, unique_id="stagewarden-loopback-s3control")
 
 
 # ------------------------------------------------------------------ provisioning

@@ -108,6 +108,12 @@ def _lambda_process(spec: FunctionSpec, extra_env: dict[str, str]) -> Iterator[N
         "AWS_SAM_LOCAL": "true",  # what `sam local` sets; Powertools Tracer then stays off (no X-Ray daemon)
     })
     sys.path[:0] = [str(spec.code_dir)] + [str(d) for d in spec.layer_dirs]
+    if os.environ.get("AWS_ENDPOINT_URL"):  # the handler's clients come from boto3's default session
+        import boto3
+
+        from stagewarden.emulator import loopback_s3control
+
+        loopback_s3control((boto3.DEFAULT_SESSION or boto3.setup_default_session() or boto3.DEFAULT_SESSION).events)
     try:
         yield
     finally:

@@ -81,8 +81,11 @@ class _Setup:
     def client(self, service: str) -> Any:
         import boto3
 
+        from stagewarden.emulator import loopback_s3control
+
         if service not in self._clients:
             self._clients[service] = boto3.client(service)
+            loopback_s3control(self._clients[service].meta.events)  # only rewrites <account>.127.0.0.1 (the emulator)
         return self._clients[service]
 
 
@@ -97,7 +100,9 @@ def _row(keeper: Any, bucket: str) -> dict[str, Any]:
     if view.posture is not None:
         p = view.posture
         row["actual"] = {"encryption": p.encryption, "public_access_block": p.block, "policy": json.loads(p.policy) if p.policy else None,
-                         "versioning": p.versioning, "logging": p.logging, "object_lock": p.lock_enabled}
+                         "versioning": p.versioning,
+                         "logging": p.logging if p.logging_read else "not read (no access_logging in the baseline)",
+                         "object_lock": keeper.lock_state(view.config).lock_enabled}
     row["findings"] = [{"rule": d.finding.rule, "severity": d.finding.severity, "summary": d.finding.summary,
                         "before": d.finding.evidence.get("before"), "after": d.finding.evidence.get("after"),
                         "would": [a.describe() for a in d.actions]}

@@ -148,7 +148,7 @@ def _plan_row(keeper: Any, bucket: str, cap: int, effective_mode: Any) -> dict[s
         diff = lifecycle_diff(view.retention, view.config.rules, keeper.policy.safety.min_retention_days)
         row.update({"required_rules": diff.required, "actual_rules": diff.actual, "drifted": diff.drifted,
                     "diff": diff.as_dict(), "desired_rules": diff.desired if diff.drifted else None,
-                    "versioning": view.config.versioning, "object_lock": view.config.lock_enabled})
+                    "versioning": view.config.versioning, "object_lock": keeper.lock_state(view.config).lock_enabled})
     row["findings"] = [{"rule": d.finding.rule, "severity": d.finding.severity, "summary": d.finding.summary,
                         "would": [a.describe() for a in d.actions]} for d in keeper.reconcile(view) if d.finding is not None]
     if keeper.sweepable(view):

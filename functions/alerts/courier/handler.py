@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from courier.actions import ACTIONS, SlackPorts, deadline_from
-from courier.pipeline import Run, decide, parse_finding, replay_key
+from courier.pipeline import Run, decide, outcome_change, parse_finding, replay_key
 from courier.settings import AlertSettings
 from courier.slack import SlackWebhook, WebhookSecret
 from courier.state import DeliveryState
@@ -71,7 +71,14 @@ def record_handler(record: SQSRecord, run: Run, executor: Executor) -> list[str]
     window = run.alerts.dedup_window_minutes * 60
     rt.once(replay_key(record.body), lambda: courier.state.observe(finding.dedup_key, rank, now, window).count)
     incident = courier.state.current(finding.dedup_key)  # fresh, also when the count was a replay
-    outcomes = executor.act(decide(finding, incident, run, courier.slack, now))
+    posting = incident
+    if changed := outcome_change(finding):
+        # the publisher published this repeat because its remediation outcome changed (once per change): Slack
+        # hears of it once per outcome and window, on a delivery record of its own, while the count stays the incident's
+        key = f"{finding.dedup_key}#outcome-{changed}"
+        rt.once(replay_key(record.body) + "#outcome", lambda: courier.state.observe(key, rank, now, window).count)
+        posting = courier.state.current(key)
+    outcomes = executor.act(decide(finding, incident, run, courier.slack, now, posting=posting))
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
         raise ActionFailed(failed)  # retried by SQS; after maxReceiveCount in the alert DLQ

@@ -78,8 +78,20 @@ def source_url(finding: Finding, region: str) -> str | None:
     return None
 
 
-def decide(finding: Finding, incident: Incident, run: Run, slack: SlackPorts | None, now: int) -> Decision:
-    """The deliveries this finding calls for: Security Hub (every occurrence updates it), Slack (once per incident)."""
+def outcome_change(finding: Finding) -> str | None:
+    """The new remediation outcome ("done" or "failed") when the publisher published this repeat for its change."""
+    outcome = finding.evidence.get("outcome")
+    return outcome if finding.evidence.get("outcome_changed") and outcome in ("done", "failed") else None
+
+
+def decide(finding: Finding, incident: Incident, run: Run, slack: SlackPorts | None, now: int,
+           posting: Incident | None = None) -> Decision:
+    """The deliveries this finding calls for: Security Hub (every occurrence updates it), Slack (once per incident).
+
+    ``posting`` is the delivery record the Slack post claims: the incident's own, or, for a repeat published because
+    its remediation outcome changed, that outcome's (so the change is posted once although the incident was).
+    """
+    posting = posting or incident
     rank = SEVERITY_ORDER[finding.severity]
     actions: list[Any] = []
     region = run.settings.region
@@ -91,13 +103,15 @@ def decide(finding: Finding, incident: Incident, run: Run, slack: SlackPorts | N
                             source_url=source_url(finding, region))
         actions.append(ImportToSecurityHub(item["Id"], asff=item))
     secret, refused = run.alerts.slack_webhook_secret, check_secret(run.alerts, run.settings)
-    reason = post_reason(incident, rank, now)
+    reason = post_reason(posting, rank, now)
     if secret is not None and slack is not None and reason is not None:
         if finding.evidence.get("escalated") and reason == "new incident":
             reason = str(finding.evidence["escalated"])
+        elif posting is not incident:
+            reason = str(finding.evidence["outcome_changed"])
         delivery = render.Delivery(reason=reason, count=incident.count, held_back=held_back(incident),
                                    first_seen=_iso(incident.window_start), previous_window_held=incident.previous_held)
         actions.append(PostToSlack(finding.dedup_key, rank=rank, severity=finding.severity, secret_id=secret,
-                                   payload=render.message(finding, delivery, region), incident=incident, ports=slack,
+                                   payload=render.message(finding, delivery, region), incident=posting, ports=slack,
                                    now=now, deadline=run.deadline, refused=refused))
     return Decision(finding.model_copy(deep=True), actions, finding.stage, "alert")

@@ -20,7 +20,7 @@ EMOJI = {"low": ":large_blue_circle:", "medium": ":large_yellow_circle:", "high"
 KEY_EVIDENCE = ("sliding_window", "objects", "bytes", "thresholds", "event", "buckets", "session_names", "source_ips",
                 "user_agents", "sample_keys", "outside_reads", "presigned_reads", "human_events", "new_client_families",
                 "checks", "drift", "errors", "error", "contract", "report", "accounts", "escalated")
-HIDDEN_EVIDENCE = frozenset({"actions", "actions_omitted", "mode", "log_file"})
+HIDDEN_EVIDENCE = frozenset({"actions", "actions_omitted", "mode", "log_file", "outcome", "outcome_changed"})
 MAX_EVIDENCE = 8
 HEADER_LIMIT, FIELD_LIMIT, TEXT_LIMIT = 150, 1900, 2900
 

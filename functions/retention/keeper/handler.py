@@ -54,17 +54,18 @@ def account_of(event: Any, context: Any) -> str | None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     policy = rt.policy()  # unusable at a cold start: the invocation fails and is retried; PolicyGuard alerts
-    if is_config_invocation(event):  # reads only: no executor, no findings
-        return on_config_rule(event, keeper(policy, as_of(None)), Evaluations(rt.clients("config")), logger)
-    parsed = parse(event)  # malformed: the invocation fails, is retried, then dead-lettered
-    rt.register_context(context)
     executor, publish = rt.executor(policy), rt.publish(policy)
-    work = keeper(policy, as_of(parsed.time), account_of(parsed, context))
 
     def act(decisions: Any) -> list:
         findings = settle(decisions, executor, publish)
         metrics.add_metric(name="Findings", unit="Count", value=len(findings))
         return findings
+
+    if is_config_invocation(event):  # evaluations; then only the posture gaps are acted on and alerted
+        return on_config_rule(event, keeper(policy, as_of(None)), Evaluations(rt.clients("config")), logger, act)
+    parsed = parse(event)  # malformed: the invocation fails, is retried, then dead-lettered
+    rt.register_context(context)
+    work = keeper(policy, as_of(parsed.time), account_of(parsed, context))
 
     if parsed.detail_type == API_CALL:
         return rt.once(f"api#{parsed.detail.eventID or parsed.id}", lambda: on_bucket_event(parsed, work, executor, act))

@@ -7,8 +7,9 @@
   bucket (lifecycle and posture) within seconds. No sweep: listing a bucket on every lifecycle change would be costly.
 * **The daily schedule** reconciles and sweeps every bucket the account lists.
 * **The AWS Config rule** answers COMPLIANT / NON_COMPLIANT / NOT_APPLICABLE per bucket with an
-  annotation. It reads only: it changes nothing and publishes nothing (the other two paths do,
-  so one incident is one alert).
+  annotation. For the lifecycle it reads only (the other two paths act and alert, so one incident is
+  one alert); the ``posture.*`` gaps it finds are then brought to baseline and alerted (an exposed
+  bucket is fixed by whichever path sees it first; once fixed, the other paths find nothing).
 """
 
 from __future__ import annotations
@@ -84,10 +85,13 @@ def on_schedule(keeper: Keeper, executor: Any, settle: Callable[[Any], list], ou
             "outcomes": {s: sum(1 for o in executor.outcomes if o.status == s) for s in sorted({o.status for o in executor.outcomes})}}
 
 
-def on_config_rule(event: Any, keeper: Keeper, evaluations: Evaluations, log: Any) -> dict[str, Any]:
+def on_config_rule(event: Any, keeper: Keeper, evaluations: Evaluations, log: Any,
+                   remediate: Callable[[list[Any]], list] | None = None) -> dict[str, Any]:
+    """Evaluations first (PutEvaluations); then, with ``remediate``, the posture decisions are settled."""
     model, invoking = parse_config_invocation(event)
     kind = invoking["messageType"]
     results: list[dict[str, Any]] = []
+    posture: list[Any] = []
 
     def evaluation(bucket: str, compliance: str, annotation: str, when: Any) -> dict[str, Any]:
         return {"ComplianceResourceType": "AWS::S3::Bucket", "ComplianceResourceId": bucket, "ComplianceType": compliance,
@@ -95,11 +99,12 @@ def on_config_rule(event: Any, keeper: Keeper, evaluations: Evaluations, log: An
 
     def judge(bucket: str, when: Any) -> None:
         try:
-            compliance, annotation = keeper.evaluate(bucket)
+            compliance, annotation, decisions = keeper.assess(bucket)
         except Exception as exc:  # noqa: BLE001 - unreadable is not compliant (fail closed), and the rest go on
             log.warning("bucket unreadable", extra={"bucket": bucket, "error": describe(exc)})
-            compliance, annotation = "NON_COMPLIANT", f"could not be read: {describe(exc)}"
+            compliance, annotation, decisions = "NON_COMPLIANT", f"could not be read: {describe(exc)}", []
         results.append(evaluation(bucket, compliance, annotation, when))
+        posture.extend(d for d in decisions if d.finding is not None and d.finding.rule.startswith("posture."))
 
     if kind == "ScheduledNotification":
         when = invoking.get("notificationCreationTime") or datetime.now(timezone.utc).isoformat()
@@ -120,5 +125,7 @@ def on_config_rule(event: Any, keeper: Keeper, evaluations: Evaluations, log: An
     else:
         raise EventError("event.invokingEvent.messageType", f"unsupported {kind[:80]!r}")
     failed = evaluations.put(results, model.resultToken)
+    remediated = remediate(posture) if remediate is not None and posture else []  # a failed action fails the invocation
     return {"trigger": kind, "evaluations": [{k: r[k] for k in ("ComplianceResourceId", "ComplianceType", "Annotation")}
-                                             for r in results], "failed": len(failed), "test_mode": model.resultToken == "TESTMODE"}
+                                             for r in results], "failed": len(failed), "test_mode": model.resultToken == "TESTMODE",
+            "posture_findings": [f.dedup_key for f in remediated]}

@@ -32,6 +32,8 @@ class BucketConfig:
     versioning: str = "Off"  # Enabled | Suspended | Off (never enabled)
     lock_enabled: bool = False
     default_retention: dict[str, Any] | None = None
+    #: False: GetObjectLockConfiguration not called (nothing needed it yet); ``Keeper.lock_state`` reads it on demand
+    lock_read: bool = True
 
 
 class BucketReader:
@@ -54,9 +56,14 @@ class BucketReader:
                 return names
             kwargs["ContinuationToken"] = token
 
-    def read(self, bucket: str, tags: dict[str, str] | None = None) -> BucketConfig:
-        """The bucket's settings; a missing tag set, lifecycle or lock configuration reads as none, anything else raises."""
+    def read(self, bucket: str, tags: dict[str, str] | None = None, lock: bool = True) -> BucketConfig:
+        """The bucket's settings; a missing tag set, lifecycle or lock configuration reads as none, anything else raises.
+
+        ``lock=False``: the Object Lock configuration is left unread (``lock_read`` False), one GET fewer.
+        """
         tags = self.tags(bucket) if tags is None else tags
+        if not lock:
+            return BucketConfig(bucket, tags, *self.lifecycle(bucket), self.versioning(bucket), lock_read=False)
         return BucketConfig(bucket, tags, *self.lifecycle(bucket), self.versioning(bucket), *self.object_lock(bucket))
 
     def tags(self, bucket: str) -> dict[str, str]:

@@ -35,14 +35,17 @@ KMS = ("aws:kms", "aws:kms:dsse")
 
 @dataclass
 class PostureState:
-    """What posture reads of one bucket (four GETs; versioning and Object Lock are the retention read's)."""
+    """What posture reads of one bucket (three GETs, a fourth for logging when the baseline names a target;
+    versioning and Object Lock are the retention read's)."""
 
     encryption: dict[str, Any] | None  # ApplyServerSideEncryptionByDefault of the first rule, None: none
     block: dict[str, bool] | None  # PublicAccessBlockConfiguration, None: none
     policy: str | None  # the bucket policy text, None: none
-    logging: dict[str, Any] | None  # LoggingEnabled, None: off
+    logging: dict[str, Any] | None  # LoggingEnabled, None: off (or not read)
     versioning: str = "Off"
     lock_enabled: bool = False
+    #: False: the baseline names no access-logging target, so GetBucketLogging was not called (one read fewer)
+    logging_read: bool = True
 
 
 class PostureReader:
@@ -56,9 +59,10 @@ class PostureReader:
         #: The region the buckets are read in (a named KMS alias is written as that region's alias ARN).
         self.region: str | None = getattr(getattr(s3, "meta", None), "region_name", None)
 
-    def read(self, bucket: str, versioning: str = "Off", lock_enabled: bool = False) -> PostureState:
-        return PostureState(self.encryption(bucket), self.block(bucket), self.policy(bucket), self.logging(bucket),
-                            versioning, lock_enabled)
+    def read(self, bucket: str, versioning: str = "Off", lock_enabled: bool = False, logging: bool = True) -> PostureState:
+        """``logging=False`` when the baseline checks no access logging: GetBucketLogging is skipped."""
+        return PostureState(self.encryption(bucket), self.block(bucket), self.policy(bucket),
+                            self.logging(bucket) if logging else None, versioning, lock_enabled, logging)
 
     def encryption(self, bucket: str) -> dict[str, Any] | None:
         try:

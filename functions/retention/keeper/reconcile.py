@@ -92,7 +92,7 @@ class Keeper:
         audit = bucket in self.audit_buckets
         if match.stage is None and not audit:
             return BucketView(BucketConfig(bucket, tags, []), match, None)  # unmanaged: nothing more is read
-        config = self.reader.read(bucket, tags)
+        config = self.reader.read(bucket, tags, lock=False)  # Object Lock: read below, or by a sweep, when needed
         if audit:
             return BucketView(config, match, None, True)
         retention = self.policy.stages[match.stage].retention
@@ -106,9 +106,21 @@ class Keeper:
                             f"it to permanent stage {by_name.stage}; kept permanent until the two agree")
                 retention = named
         state = None
-        if self.posture_reader is not None and self.policy.stages[match.stage].posture is not None:
-            state = self.posture_reader.read(bucket, config.versioning, config.lock_enabled)
+        baseline = self.policy.stages[match.stage].posture
+        if retention.immutable or (baseline is not None and baseline.object_lock):
+            self.lock_state(config)
+        if self.posture_reader is not None and baseline is not None:
+            state = self.posture_reader.read(bucket, config.versioning, config.lock_enabled,
+                                             logging=baseline.access_logging is not None)
         return BucketView(config, match, retention, False, conflict, state)
+
+    def lock_state(self, config: BucketConfig) -> BucketConfig:
+        """The bucket's Object Lock settings, read on first need: an immutable stage, ``posture.object_lock``, or a
+        sweep that meets a version due (a compliant bucket with nothing due is spared the GET)."""
+        if not config.lock_read:
+            config.lock_enabled, config.default_retention = self.reader.object_lock(config.name)
+            config.lock_read = True
+        return config
 
     # ---------------------------------------------------------------- the lifecycle
     def reconcile(self, view: BucketView, principal: str | None = None, trigger: str | None = None) -> list[Decision]:
@@ -244,6 +256,8 @@ class Keeper:
             if out_of_time is not None and out_of_time():
                 stopped = "time"
                 break
+            if not view.config.lock_read and sweep.candidates(entries):  # a version is due: is the bucket locked?
+                sweep.lock_enabled = self.lock_state(view.config).lock_enabled
             if sweep.lock_enabled:
                 entries = self._read_locks(view.name, entries, sweep)
             sweep.feed(entries)
@@ -374,14 +388,19 @@ class Keeper:
     # ---------------------------------------------------------------- AWS Config
     def evaluate(self, bucket: str) -> tuple[str, str]:
         """(COMPLIANT | NON_COMPLIANT | NOT_APPLICABLE, annotation) for one bucket; reads only."""
+        compliance, annotation, _ = self.assess(bucket)
+        return compliance, annotation
+
+    def assess(self, bucket: str) -> tuple[str, str, list[Decision]]:
+        """:meth:`evaluate`, with the decisions behind it (reads only: nothing is carried out here)."""
         view = self.view(bucket)
         if not view.audit and view.stage is None:
-            return "NOT_APPLICABLE", f"not mapped to a stage ({view.match.detail})"[:256]
+            return "NOT_APPLICABLE", f"not mapped to a stage ({view.match.detail})"[:256], []
         decisions = self.reconcile(view)
         findings = [d.finding for d in decisions if d.finding is not None]
         if not findings:
             what = "audit-log bucket" if view.audit else f"stage {view.stage}"
             checked = " and posture (encryption, public access, TLS, versioning, logging)" if view.posture is not None else ""
-            return "COMPLIANT", f"{what}: lifecycle, versioning and lock settings{checked} as the policy requires"[:256]
+            return "COMPLIANT", f"{what}: lifecycle, versioning and lock settings{checked} as the policy requires"[:256], []
         text = "; ".join(f"{f.rule}: {f.summary}" for f in findings)
-        return "NON_COMPLIANT", text if len(text) <= 256 else text[:241] + " …[truncated]"
+        return "NON_COMPLIANT", text if len(text) <= 256 else text[:241] + " …[truncated]", decisions

@@ -332,22 +332,44 @@ class _Fence:
     size: int
     stage: str | None
     prefixes: tuple[str, ...]
+    gate_role: str = ""
 
     @property
     def too_large(self) -> bool:
         return self.changed and self.size > POLICY_LIMIT
 
+    @property
+    def unconfigured(self) -> bool:
+        """Without the gate's own role ARN the fence would deny everyone, the gate included: it is not written."""
+        return self.changed and not self.gate_role
+
     def action(self, reason: str) -> list[Action]:
-        return [] if self.too_large else [Quarantine(f"s3://{self.bucket}", self.bucket, self.key, self.statements, reason)]
+        if self.too_large or self.unconfigured:
+            return []
+        return [Quarantine(f"s3://{self.bucket}", self.bucket, self.key, self.statements, reason)]
 
     def settle(self, bookkeeping: list[Action], findings: list[Finding], passed: bool, stage: str) -> list[Decision]:
         """Bookkeeping (and the fence, if it is not in place yet); each finding with the fence that contains it."""
         own = self.action("fence") if self.changed and (passed or not findings) else []
         decisions = [Decision(None, bookkeeping + own, stage)]
         decisions += [Decision(f, [] if passed else self.action(f.rule), stage) for f in findings]
-        if self.too_large:
+        if self.unconfigured:
+            decisions.append(Decision(self.unconfigured_finding(), [], stage))
+        elif self.too_large:
             decisions.append(Decision(self.finding(), [], stage))
         return decisions
+
+    def unconfigured_finding(self) -> Finding:
+        rule = "data.quarantine-unconfigured"
+        return Finding(
+            rule=rule, severity="critical", stage=self.stage, resource=f"arn:aws:s3:::{self.bucket}",
+            summary=f"The schema gate does not know its own role (STAGEWARDEN_GATE_ROLE_ARN is empty), so it did not write "
+                    f"the quarantine statements on {self.bucket}: they would deny every principal, the gate included. "
+                    f"Objects under its gated prefixes are readable before they are validated until it is set.",
+            evidence={"bucket": self.bucket, "setting": "STAGEWARDEN_GATE_ROLE_ARN", "gated_prefixes": list(self.prefixes[:20]),
+                      "object": f"s3://{self.bucket}/{self.key}"},
+            dedup_key=f"{rule}:{hashlib.sha256(self.bucket.encode()).hexdigest()[:20]}",
+        )
 
     def finding(self) -> Finding:
         rule = "data.quarantine-too-large"
@@ -370,7 +392,7 @@ def _fence(policy: Policy, reads: Reads, bucket: str, key: str, stage: str | Non
     _, changed, size = merged(current, statements)
     if reads.policies is None:
         changed = True  # unknown: let the action find out
-    return _Fence(bucket, key, json.dumps(statements), changed, size, stage, gated)
+    return _Fence(bucket, key, json.dumps(statements), changed, size, stage, gated, gate_role)
 
 
 def _findings(report: dict[str, Any], problem: tuple[str, str] | None, contract: Contract, resource: str,

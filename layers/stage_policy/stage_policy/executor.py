@@ -113,6 +113,9 @@ class Executor:
                 if len(lines) > 20:
                     finding.evidence["actions_omitted"] = len(lines) - 20
                 finding.evidence["mode"] = mode
+                statuses = {o.status for o in outcomes}
+                if statuses & {"failed", "done"}:  # the publisher alerts again when this changes within an incident
+                    finding.evidence["outcome"] = "failed" if "failed" in statuses else "done"
             elif decision.note:
                 finding.action = _bounded(decision.note, 1000)
             elif decision.response == "alert":

@@ -7,7 +7,10 @@ Honours the policy's ``alerts`` section:
   repeats only bump ``count`` and ``last_seen`` in the state table;
 * an **escalation** (a repeat at a higher severity than any published for the incident)
   is published at once, and only once per severity level (a conditional write decides
-  which of two racing repeats publishes).
+  which of two racing repeats publishes);
+* an **outcome change** (a repeat whose remediation succeeded where the published one
+  failed, or the reverse) is published too, once per change: a containment that failed
+  and then worked on the record's retry is reported as working.
 
 A publish that fails undoes what it counted, so the retry of the record alerts (a
 failed alert never counts as sent). A message above SNS's 256 KB limit is sent with its
@@ -78,6 +81,8 @@ class FindingPublisher:
         finding.count = count
         if reason.startswith("escalated"):
             finding.evidence["escalated"] = reason
+        elif reason.startswith("remediation"):
+            finding.evidence["outcome_changed"] = reason
         subject = f"[{finding.severity.upper()}] {finding.rule} {finding.stage or ''}".strip()[:100]
         try:
             response = self._sns.publish(
@@ -100,15 +105,21 @@ class FindingPublisher:
         expires = int((seen + window).timestamp())
         rank = SEVERITY_ORDER[finding.severity]
         key = keys.alert_dedup(finding.dedup_key)
+        outcome = finding.evidence.get("outcome") if finding.evidence.get("outcome") in ("failed", "done") else None
         names = {"#count": "count", "#rule": "rule", "#top": "top_severity"}
         values = {":now": {"N": str(now)}, ":exp": {"N": str(expires)}, ":one": {"N": "1"},
                   ":rule": {"S": finding.rule}, ":rank": {"N": str(rank)}}
+        set_outcome = ""
+        if outcome:
+            names["#out"] = "outcome"
+            values[":out"] = {"S": outcome}
+            set_outcome = ", #out = if_not_exists(#out, :out)"
         try:
             old = self._ddb.update_item(
                 TableName=self._table, Key=key,
                 UpdateExpression="SET first_seen = if_not_exists(first_seen, :now), last_seen = :now, "
-                "expires_at = if_not_exists(expires_at, :exp), #rule = :rule, #top = if_not_exists(#top, :rank) "
-                "ADD #count :one",
+                "expires_at = if_not_exists(expires_at, :exp), #rule = :rule, #top = if_not_exists(#top, :rank)"
+                f"{set_outcome} ADD #count :one",
                 ConditionExpression="attribute_not_exists(expires_at) OR expires_at > :now",
                 ExpressionAttributeNames=names, ExpressionAttributeValues=values, ReturnValues="ALL_OLD",
             ).get("Attributes")
@@ -121,7 +132,7 @@ class FindingPublisher:
                 self._ddb.update_item(
                     TableName=self._table, Key=key,
                     UpdateExpression="SET first_seen = :now, last_seen = :now, expires_at = :exp, #rule = :rule, "
-                    "#top = :rank, #count = :one",
+                    f"#top = :rank, #count = :one{set_outcome.replace('if_not_exists(#out, :out)', ':out')}",
                     ConditionExpression="attribute_not_exists(expires_at) OR expires_at <= :now",
                     ExpressionAttributeNames=names, ExpressionAttributeValues=values,
                 )
@@ -135,6 +146,9 @@ class FindingPublisher:
         count = int(old.get("count", {}).get("N", "0")) + 1
         top = int(old.get("top_severity", {}).get("N", str(rank)))
         if rank <= top:
+            before = old.get("outcome", {}).get("S")
+            if outcome and before and before != outcome:
+                return self._outcome_changed(key, count, before, outcome)
             return count, "", None
         try:  # exactly one of racing repeats publishes the escalation
             self._ddb.update_item(
@@ -151,6 +165,25 @@ class FindingPublisher:
                 "ExpressionAttributeNames": {"#top": "top_severity"},
                 "ExpressionAttributeValues": {":top": {"N": str(top)}, ":rank": {"N": str(rank)}}}
         return count, f"escalated from {previous} to {finding.severity}", undo
+
+
+    def _outcome_changed(self, key: dict[str, Any], count: int, before: str, after: str) -> tuple[int, str, dict[str, Any] | None]:
+        """A repeat whose remediation outcome differs from the one published: exactly one racing repeat publishes it."""
+        names = {"#out": "outcome"}
+        try:
+            self._ddb.update_item(
+                TableName=self._table, Key=key, UpdateExpression="SET #out = :after", ConditionExpression="#out = :before",
+                ExpressionAttributeNames=names, ExpressionAttributeValues={":after": {"S": after}, ":before": {"S": before}},
+            )
+        except Exception as exc:
+            if not is_code(exc, "ConditionalCheckFailedException"):
+                raise
+            return count, "", None
+        undo = {"UpdateExpression": "SET #out = :before", "ConditionExpression": "#out = :after",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {":after": {"S": after}, ":before": {"S": before}}}
+        word = "succeeded" if after == "done" else "failed"
+        return count, f"remediation {word} (the published alert said {'it failed' if before == 'failed' else 'it succeeded'})", undo
 
 
 def _undo_new(now: int) -> dict[str, Any]:

@@ -90,6 +90,33 @@ def test_a_rise_in_severity_is_posted_at_once_and_only_once(deployed, sink) -> N
     assert hub["Severity"]["Label"] == "CRITICAL" and hub["ProductFields"]["stagewarden/count"] == "4"
 
 
+def test_a_containment_that_worked_on_retry_is_posted_once_after_its_failure(deployed, sink) -> None:
+    # Given an incident whose containment failed (posted), then a retry whose containment worked: the publisher
+    # publishes that repeat with the outcome change (stage_policy.publish), a later repeat without it
+    high = finding_of("finding_high")
+    failed = dict(high, action="FAILED to deny alice: Throttling",
+                  evidence={**high["evidence"], "outcome": "failed"})
+    worked = dict(high, action="denied alice", last_seen="2026-11-22T08:20:00Z",
+                  evidence={**high["evidence"], "outcome": "done",
+                            "outcome_changed": "remediation succeeded (the published alert said it failed)"})
+    later = dict(worked, last_seen="2026-11-22T08:25:00Z", evidence={**high["evidence"], "outcome": "done"})
+
+    # When they arrive in order, the change delivered twice (an SQS redelivery)
+    deployed({"Records": [record(failed)]})
+    message = record(worked)
+    deployed({"Records": [message]})
+    deployed({"Records": [message]})
+    deployed({"Records": [record(later)]})
+
+    # Then Slack has the failure and the success, once each; Security Hub one finding counting the three occurrences
+    posts = [json.dumps(p) for p in sink.payloads()]
+    assert len(posts) == 2
+    assert "FAILED to deny alice" in posts[0] and "denied alice" in posts[1]
+    assert "remediation succeeded (the published alert said it failed)" in posts[1]
+    (hub,) = hub_findings()
+    assert hub["ProductFields"]["stagewarden/count"] == "3"
+
+
 def test_after_the_window_the_incident_posts_again_and_says_how_many_were_held(deployed, sink) -> None:
     high = finding_of("finding_high")
     for i in range(5):

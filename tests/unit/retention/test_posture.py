@@ -221,7 +221,10 @@ def test_the_config_rule_answer_includes_posture(lab) -> None:
 
     [evaluation] = result["evaluations"]
     assert evaluation["ComplianceType"] == "NON_COMPLIANT" and "posture.encryption" in evaluation["Annotation"]
-    assert drain(lab.inbox) == []  # the Config path reads only
+    # posture gaps are then brought to baseline and alerted (the lifecycle stays reads-only on this path)
+    assert encryption(LAB) == {"SSEAlgorithm": "aws:kms"}
+    assert [f["rule"] for f in drain(lab.inbox)] == ["posture.encryption"]
+    assert run(lab, event("config_change.json"))["evaluations"][0]["ComplianceType"] == "COMPLIANT"
 
 
 # ---------------------------------------------------------------- the command line
@@ -307,14 +310,14 @@ def test_property_no_write_to_unmanaged_or_dry_run_buckets_no_suspension_no_othe
         def tags(self, bucket):
             return self._tags
 
-        def read(self, bucket, tags=None):
+        def read(self, bucket, tags=None, lock=True):
             return BucketConfig(bucket, self._tags, [], {}, self._state.versioning, self._state.lock_enabled)
 
     class PostureReads:
         def __init__(self, state):
             self._state = state
 
-        def read(self, bucket, versioning="Off", lock_enabled=False):
+        def read(self, bucket, versioning="Off", lock_enabled=False, logging=True):
             return self._state
 
     class S3:

@@ -298,8 +298,8 @@ def test_a_flag_turned_on_between_the_read_and_the_write_is_not_turned_off(lab, 
     s3.delete_public_access_block(Bucket=LAB)
     s3_owner = boto3.client("s3")
 
-    # When the owner turns all four on while the event is being planned (right after posture's last read)
-    with after_call("GetBucketLogging", lambda: s3_owner.put_public_access_block(
+    # When the owner turns all four on while the event is being planned (right after posture read the policy)
+    with after_call("GetBucketPolicy", lambda: s3_owner.put_public_access_block(
             Bucket=LAB, PublicAccessBlockConfiguration=ALL_ON)) as fired:
         run(lab, event("delete_public_access_block.eventbridge.json"))
     assert fired
@@ -382,7 +382,7 @@ def test_a_bucket_untagged_between_read_and_write_is_not_written(lab) -> None:
     from stage_policy.executor import ActionFailed
 
     evt = event("put_bucket_tagging.eventbridge.json", bucketName="team-tagged-lab")
-    with after_call("GetBucketLogging", lambda: owner.delete_bucket_tagging(Bucket="team-tagged-lab")) as fired:
+    with after_call("GetBucketPolicy", lambda: owner.delete_bucket_tagging(Bucket="team-tagged-lab")) as fired:
         with pytest.raises(ActionFailed, match="tag of team-tagged-lab changed since it was read"):
             run(lab, evt)
     assert fired

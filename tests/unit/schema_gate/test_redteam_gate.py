@@ -55,10 +55,6 @@ contracts:
     assert len(finding["evidence"]["checks"]) == 20  # lists in findings are capped
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Settings.gate_role_arn defaults to '' and Quarantine writes ArnNotEquals aws:PrincipalArn '' whatever it is given: "
-    "without STAGEWARDEN_GATE_ROLE_ARN (sam local invoke, a hand-made deployment) the 'quarantine' denies reads of failed "
-    "objects to every principal, the gate included, instead of refusing to act"))
 def test_without_the_gate_role_the_quarantine_is_not_written(stack, tmp_path) -> None:
     # Given the gate run without STAGEWARDEN_GATE_ROLE_ARN (Settings defaults it to ""), on a failing file in enforce
     seed_policy_in_process(stack, ROOT / "policy.example.yaml")
@@ -68,6 +64,8 @@ def test_without_the_gate_role_the_quarantine_is_not_written(stack, tmp_path) ->
     key = "landing/transactions/2026-11-22/bad.csv"
     s3.put_object(Bucket=BUCKET, Key=key, Body=b"id,user_id\nx,y\n")
 
+    inbox = subscribe_queue(stack, "unconfigured-inbox")
+
     run(stack, event("object_created_fail", key=key, **{"version-id": "null"}), STAGEWARDEN_GATE_ROLE_ARN="")
 
     # Then no statement denying every principal (the gate included: ArnNotEquals "") is put on the bucket
@@ -76,6 +74,12 @@ def test_without_the_gate_role_the_quarantine_is_not_written(stack, tmp_path) ->
     except s3.exceptions.ClientError:
         statements = []
     assert all(s["Condition"]["ArnNotEquals"]["aws:PrincipalArn"] for s in statements)
+    assert statements == []
+    # and the object is still marked failed, with a critical finding naming the missing setting
+    assert tags(key)["stagewarden:validation"] == "failed"
+    rules = {f["rule"]: f for f in drain(inbox)}
+    assert rules["data.quarantine-unconfigured"]["severity"] == "critical"
+    assert "STAGEWARDEN_GATE_ROLE_ARN" in rules["data.quarantine-unconfigured"]["summary"]
 
 
 @pytest.mark.parametrize("contract", [

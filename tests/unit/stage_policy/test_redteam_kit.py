@@ -36,10 +36,6 @@ def test_a_failed_action_does_not_spend_the_cap(aws) -> None:
     assert tags(aws["s3"], "kit-b2")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the publisher's dedup key is the incident, not its outcome: when a containment fails, the finding saying "
-    "'FAILED to ...' is published and the record retried; the retry's finding saying it succeeded is a repeat inside "
-    "alerts.dedup_window_minutes and is suppressed, so subscribers are never told the containment finally worked"))
 def test_a_containment_that_succeeds_on_retry_is_reported(aws) -> None:
     # Given a subscriber on the alerts topic and the dedup table
     sns, sqs = boto3.client("sns"), boto3.client("sqs")
@@ -79,3 +75,38 @@ def test_a_dry_run_of_an_action_does_not_stand_in_for_enforcing_it_in_another_st
     # Then the enforcing stage's containment is carried out, not reported as "already handled" by the dry run
     assert statuses == ["dry_run", "done"]
     assert tags(aws["s3"], "kit-b1") == [{"Key": "contained", "Value": "yes"}]
+
+
+def test_repeats_with_the_same_outcome_stay_one_alert_and_each_change_is_one_more(aws) -> None:
+    # Given a subscriber on the alerts topic and the dedup table
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="alerts")["TopicArn"]
+    url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    publisher = FindingPublisher(sns, topic, aws["ddb"], "state")
+    first_seen = finding().first_seen
+
+    def attempt():
+        decision = Decision(finding(resource="arn:aws:s3:::flaky-bucket"), [TagBucket("flaky-bucket")], stage="prod-discovery")
+        decision.finding.first_seen = decision.finding.last_seen = first_seen
+        try:
+            settle([decision], executor(), publisher.publish)
+        except ActionFailed:
+            pass
+
+    # When the containment fails twice, succeeds three times (each a new run), then fails again
+    attempt(), attempt()
+    aws["s3"].create_bucket(Bucket="flaky-bucket")
+    attempt(), attempt(), attempt()
+    aws["s3"].delete_bucket(Bucket="flaky-bucket")
+    attempt()
+
+    # Then the subscriber hears once per outcome change: failed, done, failed
+    messages = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+        messages += batch
+        for m in batch:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    outcomes = [json.loads(m["Body"])["evidence"]["outcome"] for m in messages]
+    assert outcomes == ["failed", "done", "failed"]
