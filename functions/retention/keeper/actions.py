@@ -31,12 +31,16 @@ class PutLifecycle(Action):
     """Bring a bucket's lifecycle to policy with one PutBucketLifecycleConfiguration (or delete it when empty)."""
 
     kind: ClassVar[str] = "put-lifecycle"
-    permissions: ClassVar[tuple[str, ...]] = ("s3:GetLifecycleConfiguration", "s3:PutLifecycleConfiguration")
+    permissions: ClassVar[tuple[str, ...]] = ("s3:GetBucketTagging", "s3:GetLifecycleConfiguration",
+                                              "s3:PutLifecycleConfiguration")
 
     rules: tuple[dict[str, Any], ...] = ()
     expected: tuple[dict[str, Any], ...] = ()
     extra: tuple[tuple[str, Any], ...] = ()
     summary: str = ""
+    #: (tag key, the stage tag's value when planned; None: none): re-read first, so a bucket retagged meanwhile
+    #: (untagged, or made final prod) never gets the old stage's expiry. None: not checked.
+    stage_tag: tuple[str, str | None] | None = None
 
     def describe(self) -> str:
         if not self.rules:
@@ -45,6 +49,17 @@ class PutLifecycle(Action):
 
     def apply(self, clients: Clients) -> str:
         s3 = clients("s3")
+        if self.stage_tag is not None:
+            key, seen = self.stage_tag
+            try:
+                tags = {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=self.target).get("TagSet", [])}
+            except Exception as exc:
+                if not is_code(exc, "NoSuchTagSet"):
+                    raise
+                tags = {}
+            if tags.get(key) != seen:
+                raise LifecycleChanged(f"the {key} tag of {self.target} changed since it was read ({seen!r} -> "
+                                       f"{tags.get(key)!r}); lifecycle not written (re-planned on its PutBucketTagging event)")
         try:
             current = s3.get_bucket_lifecycle_configuration(Bucket=self.target).get("Rules", [])
         except Exception as exc:

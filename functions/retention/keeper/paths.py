@@ -57,10 +57,17 @@ def bucket_event(event: Any) -> tuple[str, str, str | None]:
     name = detail["eventName"]
     if name not in EVENTS:
         raise EventError("event.detail.eventName", f"unsupported {name[:80]!r} (expected one of {', '.join(EVENTS)})")
-    bucket = (detail.get("requestParameters") or {}).get("bucketName")
+    params = detail.get("requestParameters")
+    bucket = params.get("bucketName") if isinstance(params, dict) else None
     if not isinstance(bucket, str) or not bucket:
         raise EventError("event.detail.requestParameters.bucketName", "is required")
-    principal = (detail.get("userIdentity") or {}).get("arn")
+    identity = detail.get("userIdentity")
+    principal = identity.get("arn") if isinstance(identity, dict) else None  # odd identity: the bucket is still re-read
+    error = detail.get("errorCode")
+    if error:
+        # S3 refused the call: the bucket is still re-read (cheap, and the refusal may hide an earlier change), but
+        # the caller changed nothing, so no finding names them as its cause and no trigger claims the change happened
+        return bucket, f"{name} (refused: {str(error)[:60]})", None
     return bucket, name, principal if isinstance(principal, str) else None
 
 

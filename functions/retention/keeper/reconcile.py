@@ -129,7 +129,7 @@ class Keeper:
         if view.audit:
             return self._audit(view, principal, trigger)
         if view.stage is None or view.retention is None:
-            return []
+            return self._unmapped_by_tag(view, principal)
         stage, ret, out = view.stage, view.retention, []
         base = {"stage": stage, "mapped_by": view.match.detail, "bucket": view.name}
         if view.conflict:
@@ -164,6 +164,25 @@ class Keeper:
                                                         "default_retention": b.default_retention}), [], stage))
         return out + self.reconcile_posture(view, principal, trigger)
 
+    def _unmapped_by_tag(self, view: BucketView, principal: str | None) -> list[Decision]:
+        """A bucket whose name maps it to a stage but whose stage tag names none: unmanaged, and said so.
+
+        Tag first, then globs: ``stagewarden:stage=anything-else`` on ``acme-lab-x`` takes the bucket out of
+        every control. It stays untouched (the tag may be deliberate), but it is never silent.
+        """
+        key = self.policy.resources.tag_key
+        if view.audit or key not in view.config.tags:
+            return []
+        by_name = stage_for_bucket(self.policy, view.name, None)
+        if by_name.stage is None:
+            return []
+        return [Decision(Finding(
+            rule="retention.stage-conflict", severity="high", stage=by_name.stage, resource=arn(view.name), principal=principal,
+            summary=_cut(f"Bucket {view.name}: its name maps it to stage {by_name.stage}, but its tag {key}="
+                         f"{view.config.tags[key]!r} names no stage in the policy, so it is unmanaged (no retention, "
+                         "sweep or posture); nothing was changed.", 990),
+            evidence={"bucket": view.name, "mapped_by_name": by_name.detail, "tag": _cut(view.config.tags[key], 256)}), [], None)]
+
     def reconcile_posture(self, view: BucketView, principal: str | None = None, trigger: str | None = None) -> list[Decision]:
         """``posture.*`` decisions that bring the bucket to its stage's security baseline."""
         if view.audit or view.stage is None or view.posture is None:
@@ -171,7 +190,11 @@ class Keeper:
         baseline = self.policy.stages[view.stage].posture
         if baseline is None:
             return []
-        checks = posture_plan.plan(view.name, baseline, view.posture, view.retention)
+        account = self.account.account_id if self.account is not None else None
+        region = getattr(self.posture_reader, "region", None)
+        key = self.policy.resources.tag_key
+        checks = posture_plan.plan(view.name, baseline, view.posture, view.retention, account, region,
+                                   (key, view.config.tags.get(key)))
         base = {"stage": view.stage, "mapped_by": view.match.detail, "bucket": view.name}
         return posture_plan.decisions(view.name, view.stage, checks, base, principal, trigger)
 
@@ -203,7 +226,9 @@ class Keeper:
                       "rules": _bounded(view.config.rules)}), [], None)]
 
     def _put(self, view: BucketView, diff: LifecycleDiff) -> PutLifecycle:
+        key = self.policy.resources.tag_key
         return PutLifecycle(view.name, rules=tuple(diff.desired), expected=tuple(view.config.rules),
+                            stage_tag=(key, view.config.tags.get(key)),
                             extra=tuple(sorted(view.config.lifecycle_extra.items())), summary=_cut(diff.summary(), 300))
 
     @staticmethod
@@ -310,7 +335,14 @@ class Keeper:
                     self.log.warning("bucket unreadable", extra={"bucket": bucket, "error": describe(exc)})
                 skipped.append(f"{bucket}: {describe(exc)}")
                 continue
-            yield from self.reconcile(view, principal, trigger)
+            try:
+                decided = self.reconcile(view, principal, trigger)
+            except Exception as exc:  # noqa: BLE001 - one bucket's odd settings are reported, the rest go on
+                if self.log is not None:
+                    self.log.warning("bucket not reconciled", extra={"bucket": bucket, "error": describe(exc)})
+                skipped.append(f"{bucket}: {describe(exc)}")
+                continue
+            yield from decided
             if not sweep or not self.sweepable(view):
                 continue
             mode = executor.mode_for(view.stage)

@@ -321,8 +321,8 @@ def test_property_no_write_to_unmanaged_or_dry_run_buckets_no_suspension_no_othe
             return self._state
 
     class S3:
-        def __init__(self, state):
-            self.writes, self._state = [], state
+        def __init__(self, state, tags=None):
+            self.writes, self._state, self._tags = [], state, tags or {}
 
         def __getattr__(self, name):
             if name == "get_bucket_policy":
@@ -331,6 +331,15 @@ def test_property_no_write_to_unmanaged_or_dry_run_buckets_no_suspension_no_othe
                         raise type("NoSuchBucketPolicy", (Exception,), {"response": {"Error": {"Code": "NoSuchBucketPolicy"}}})()
                     return {"Policy": self._state.policy}
                 return get
+            if name == "get_bucket_tagging":  # each posture write re-reads the stage tag first
+                return lambda **kw: {"TagSet": [{"Key": k, "Value": v} for k, v in self._tags.items()]}
+            if name == "get_public_access_block":  # PutPublicAccessBlock re-reads the block before writing
+                def get_block(**kw):
+                    if self._state.block is None:
+                        raise type("NoSuchPublicAccessBlockConfiguration", (Exception,), {
+                            "response": {"Error": {"Code": "NoSuchPublicAccessBlockConfiguration"}}})()
+                    return {"PublicAccessBlockConfiguration": dict(self._state.block)}
+                return get_block
             return lambda **kw: self.writes.append((name, kw)) or {}
 
     seen: dict[str, int] = {}
@@ -340,7 +349,7 @@ def test_property_no_write_to_unmanaged_or_dry_run_buckets_no_suspension_no_othe
     @given(stage=st.sampled_from(["prod-discovery", "final-prod", None]), state=states)
     def check(stage, state):
         tags = {"stagewarden:stage": stage} if stage else {}
-        s3 = S3(state)
+        s3 = S3(state, tags)
         keeper = Keeper(policy, Reader(tags, state), None, None, datetime.now(timezone.utc), posture=PostureReads(state))
         executor = Executor(lambda service: s3, policy, "enforce")
         settle(keeper.reconcile_posture(keeper.view("zz-bucket")), executor, lambda f: None)
