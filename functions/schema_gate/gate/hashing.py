@@ -103,20 +103,23 @@ def _mix(x: int) -> int:
 
 
 _ZERO_WORDS = [sum(_mix(p) for p in _POS[:k]) % _MOD for k in range(len(_POS) + 1)]  # k zero words' sum
-_layouts: dict[tuple[int, int], tuple[pa.Array, pa.Array]] = {}
+_layouts: dict[int, tuple[pa.Array, pa.Array]] = {}
 
 
 def _layout(n: int, words: int) -> tuple[pa.Array, pa.Array]:
-    """The position constants repeated for n values of ``words`` words, and each value's last word's index."""
-    key = (n, words)
-    cached = _layouts.get(key)
-    if cached is None:
-        if len(_layouts) > 8:
-            _layouts.clear()
-        pattern = pa.concat_arrays([pa.array(_POS[:words], _U64)] * n)
-        ends = pa.array(range(words - 1, n * words, words), pa.int64())
-        _layouts[key] = cached = (pattern, ends)
-    return cached
+    """The position constants repeated for n values of ``words`` words, and each value's last word's index.
+
+    Built once per width for a power-of-two number of values (doubling, no Python per value) and sliced.
+    """
+    cached = _layouts.get(words)
+    if cached is None or len(cached[1]) < n:
+        capacity = 1 << max(n - 1, 1).bit_length()
+        pattern = pa.array(_POS[:words], _U64)
+        while len(pattern) < capacity * words:
+            pattern = pa.concat_arrays([pattern, pattern])
+        ends = pc.subtract(pc.cumulative_sum(pa.repeat(pa.scalar(words, pa.int64()), capacity)), 1)
+        _layouts[words] = cached = (pattern, ends)
+    return cached[0].slice(0, n * words), cached[1].slice(0, n)
 
 
 def text_hash(arr: pa.Array) -> pa.Array:
