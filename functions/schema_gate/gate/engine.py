@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gate.hashing import combine, repeats, value_hash
+from gate.hashing import combine, repeats, repeats_and_groups, value_hash
 from stage_policy.model import Column, Contract
 
 SAMPLES = 20
@@ -413,13 +413,29 @@ class Validator:
             self.column_check.note = "; ".join(self.column_problems)
         for state in self.columns.values():
             checks += list(state.results.values())
+        # Two equal rows have equal keys: when every row has a key hash, only the rows whose key is
+        # not unique can repeat a row (few, in a file that meets its unique key), and only those
+        # rows' hashes are looked at for duplicate rows.
+        candidates = None
         if self.contract.unique_key:
-            self._resolve(self._key_hashes, self.unique, self.file_row)
+            keys = _stored(self._key_hashes)
             self._key_hashes = []
+            if self.contract.duplicate_rows == "forbid" and self._key_rows == self.kept:
+                later, candidates = repeats_and_groups(keys, limit=self.kept // 8)
+            else:
+                later = repeats(keys)
+            self._found(self.unique, later)
             checks.append(self.unique)
         if self.contract.duplicate_rows == "forbid":
-            self._resolve(self._row_hashes, self.dups, self.file_row)
+            row_hashes = _stored(self._row_hashes)
             self._row_hashes = []
+            if candidates is None:
+                later = repeats(row_hashes)
+            elif len(candidates) < 2:
+                later = pa.array([], pa.uint64())
+            else:  # positions among the candidates, back to rows
+                later = pc.take(candidates, repeats(_take_sorted(row_hashes, candidates)))
+            self._found(self.dups, later)
             checks.append(self.dups)
         for state in self.columns.values():
             if state.col.required:
@@ -457,15 +473,9 @@ class Validator:
                     out[f"{r.check}:{r.column}"] = [{"row": n, "value": v} for n, v in zip(r.samples, r.values)]
         return out
 
-    @staticmethod
-    def _resolve(kept: list[array], result: CheckResult, file_row: Callable[[int], int]) -> None:
-        if not kept:
-            return
-        hashes = pa.chunked_array([pa.Array.from_buffers(pa.uint64(), len(c), [None, pa.py_buffer(c)]) for c in kept if c],
-                                  pa.uint64())  # zero-copy views of the stores
-        later = repeats(hashes)
+    def _found(self, result: CheckResult, later: pa.Array) -> None:
         result.failed_rows = len(later)
-        result.samples = [file_row(i + 1) for i in later.slice(0, SAMPLES).to_pylist()]
+        result.samples = [self.file_row(i + 1) for i in later.slice(0, SAMPLES).to_pylist()]
 
     def _drift(self) -> dict[str, dict[str, Any]]:
         drift = self.contract.drift
@@ -490,6 +500,25 @@ class Validator:
 
 
 _STORE_CHUNK = 1 << 20  # values per store buffer (8 MiB)
+
+
+def _stored(store: list[array]) -> pa.ChunkedArray:
+    """Zero-copy views of a hash store's buffers."""
+    return pa.chunked_array([pa.Array.from_buffers(pa.uint64(), len(c), [None, pa.py_buffer(c)]) for c in store if c],
+                            pa.uint64())
+
+
+def _take_sorted(values: pa.ChunkedArray, positions: pa.Array) -> pa.Array:
+    """``values`` at ascending ``positions``, chunk by chunk (a chunked ``take`` may copy every chunk first)."""
+    parts, offset = [], 0
+    for chunk in values.chunks:
+        end = offset + len(chunk)
+        inside = pc.and_(pc.greater_equal(positions, offset), pc.less(positions, end))
+        local = pc.subtract(pc.filter(positions, inside), offset)
+        if len(local):
+            parts.append(pc.take(chunk, local))
+        offset = end
+    return pa.concat_arrays(parts) if parts else pa.array([], values.type)
 
 
 def _keep(store: list[array], hashes: pa.Array) -> None:

@@ -240,14 +240,27 @@ def repeats(hashes: pa.Array, partitions: int | None = None) -> pa.Array:
     memory (Arrow's hash table of the partition's values) is bounded by one partition, not
     the whole file.
     """
+    return _repeats(hashes, partitions, None)[0]
+
+
+def repeats_and_groups(hashes: pa.Array, limit: int) -> tuple[pa.Array, pa.Array | None]:
+    """(:func:`repeats`, positions (ascending) of every row whose hash is not unique); the second
+    is None when there are more than ``limit`` such rows (bounded memory)."""
+    return _repeats(hashes, None, limit)
+
+
+def _repeats(hashes: pa.Array, partitions: int | None, limit: int | None) -> tuple[pa.Array, pa.Array | None]:
+    empty = pa.array([], pa.uint64())
     if len(hashes) < 2:
-        return pa.array([], pa.uint64())
+        return empty, (empty if limit is not None else None)
     if isinstance(hashes, pa.ChunkedArray):
         hashes = hashes.combine_chunks() if hashes.num_chunks == 1 else hashes
-    if partitions is None:  # ~256 k hashes a partition: ~8 MiB of extra memory whatever the file size
+    if partitions is None:  # ~256 k hashes a partition: a few MiB of extra memory whatever the file size
         partitions = 1 << max(0, (len(hashes) - 1) // (1 << 18)).bit_length()
     width = _MOD // partitions
-    found = []
+    found: list[pa.Array] = []
+    groups: list[pa.Array] | None = [] if limit is not None else None
+    grouped = 0
     for p in range(partitions):
         # a range test gives a bit mask; no per-row partition array is materialised
         lo, hi = p * width, (p + 1) * width
@@ -270,9 +283,23 @@ def repeats(hashes: pa.Array, partitions: int | None = None) -> pa.Array:
         if not pc.any(again).as_py():
             continue
         later = pc.indices_nonzero(again)
-        hit = later if pos is None else pc.take(pos, later)
-        found.append(hit.combine_chunks() if isinstance(hit, pa.ChunkedArray) else hit)
-    if not found:
+        found.append(_chunk(later if pos is None else pc.take(pos, later)))
+        if groups is not None:
+            members = pc.indices_nonzero(pc.is_in(ids, value_set=pc.unique(pc.take(ids, later))))
+            grouped += len(members)
+            if limit is not None and grouped > limit:
+                groups = None
+            else:
+                groups.append(_chunk(members if pos is None else pc.take(pos, members)))
+    return _ascending(found), (None if groups is None else _ascending(groups))
+
+
+def _chunk(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def _ascending(parts: list[pa.Array]) -> pa.Array:
+    if not parts:
         return pa.array([], pa.uint64())
-    all_found = pa.concat_arrays(found)
-    return pc.take(all_found, pc.sort_indices(all_found))
+    every = pa.concat_arrays([p.cast(pa.uint64()) for p in parts])
+    return every if len(parts) == 1 else pc.take(every, pc.sort_indices(every))

@@ -72,8 +72,12 @@ def _blocks(source: BinaryIO, name: str, contract: Contract, on_invalid_rows: Ca
         if contract.format == "parquet":
             yield from _parquet(source)
             return
+        gzip = is_gzip(name, contract)
+        if contract.format != "csv" and not gzip:
+            yield from _jsonl(source, contract, on_invalid_rows)  # plain reads of whole blocks: no wrapper needed
+            return
         stream: Any = pa.PythonFile(source, mode="r") if not isinstance(source, pa.NativeFile) else source
-        if is_gzip(name, contract):
+        if gzip:
             stream = pa.CompressedInputStream(stream, "gzip")
         if contract.format == "csv":
             yield from _csv(stream, contract, on_invalid_rows)
@@ -180,19 +184,19 @@ def _jsonl(stream: Any, contract: Contract, on_invalid_rows: Callable[[list[int]
     row = 0  # records (non-blank lines) before the current block
     while True:
         chunk = stream.read(BLOCK)
-        data = pending + chunk if pending else chunk
+        data = pending + chunk if pending else chunk  # the one copy of a block: Arrow reads a view of it
         if chunk:
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
+            end = data.rfind(b"\n") + 1
+            if end == 0:
                 if len(data) > MAX_LINE:
                     raise ReadError(f"line {row + 1} is longer than {MAX_LINE >> 20} MiB; not a JSON Lines record")
                 pending = data
                 continue
-            block, pending = data[:cut], data[cut:]
         else:
-            block, pending = data, b""
-        if block.strip():
-            for batch, invalid, count in _json_piece(pajson, block, row, options, names, contract.exact_columns):
+            end = len(data)
+        if _NOT_SPACE.search(data, 0, end):
+            for batch, invalid, count in _json_piece(pajson, memoryview(data)[:end], row, options, names,
+                                                     contract.exact_columns):
                 if invalid:
                     on_invalid_rows(invalid)
                 if batch is not None and batch.num_rows:
@@ -200,17 +204,21 @@ def _jsonl(stream: Any, contract: Contract, on_invalid_rows: Callable[[list[int]
                 row += count
         if not chunk:
             return
+        pending = data[end:]
 
 
-def _json_piece(pajson: Any, block: bytes, first: int, options: Any, names: list[str],
+_NOT_SPACE = re.compile(rb"\S")
+
+
+def _json_piece(pajson: Any, block: bytes | memoryview, first: int, options: Any, names: list[str],
                 keep_extra: bool) -> Iterator[tuple[pa.RecordBatch | None, list[int], int]]:
     """(batch, invalid row numbers, records) for a block of whole lines whose first record is number ``first + 1``."""
     try:
-        reader = pajson.open_json(pa.BufferReader(block), read_options=pajson.ReadOptions(use_threads=False,
-                                  block_size=len(block) + 1), parse_options=options)
+        reader = pajson.open_json(pa.BufferReader(pa.py_buffer(block)), read_options=pajson.ReadOptions(
+            use_threads=False, block_size=len(block) + 1), parse_options=options)
         table = reader.read_all()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        lines = [line for line in block.split(b"\n") if line.strip()]
+        lines = [line for line in bytes(block).split(b"\n") if line.strip()]
         if len(lines) <= _LINE_BY_LINE:
             yield _line_by_line(lines, first, names, keep_extra)
             return
