@@ -381,6 +381,17 @@ class Validator:
         spec = (self.baseline or {}).get("columns", {}).get(name)
         counts = self.bins.setdefault(name, {})
         valid = pc.drop_null(values)
+        if spec and spec.get("kind") == "numeric" and spec["edges"] and all(
+                a <= b for a, b in zip(spec["edges"], spec["edges"][1:])):
+            # ascending edges: a value's bin is the number of edges at or below it, so bin j holds
+            # (values >= edge j-1) - (values >= edge j): one comparison and one count per edge
+            floats = pc.cast(valid, pa.float64())
+            at_or_above = [len(floats)] + [pc.sum(pc.greater_equal(floats, edge)).as_py() or 0 for edge in spec["edges"]] + [0]
+            for j in range(len(at_or_above) - 1):
+                n = at_or_above[j] - at_or_above[j + 1]
+                if n:
+                    counts[j] = counts.get(j, 0) + n
+            return
         if spec and spec.get("kind") == "numeric":
             edges = spec["edges"]
             idx = None

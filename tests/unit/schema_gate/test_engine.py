@@ -377,6 +377,35 @@ def test_the_same_records_as_csv_and_json_lines_give_the_same_report(tmp_path) -
     assert csv_report["checks"] == jsonl_report["checks"] and csv_report["null_counts"] == jsonl_report["null_counts"]
 
 
+@pytest.mark.parametrize("plain", [True, False])  # read into one reused buffer (readinto), and from a stream without it
+def test_json_lines_read_in_many_small_blocks_give_the_csv_report(tmp_path, monkeypatch, plain) -> None:
+    import gate.readers as readers
+
+    # Given the same dirty records as CSV and JSON Lines, read in blocks of 4 KiB (a line is never split)
+    path = tmp_path / "dirty.csv"
+    write_csv(path, 3000, seed=8, dirty=True, per_defect=5, duplicates=4)
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    as_json = b"".join(json.dumps({k: (None if v == "" else v) for k, v in zip(header, line.split(","))}).encode() + b"\n"
+                       for line in lines[1:])
+    monkeypatch.setattr(readers, "BLOCK", 4096)
+
+    class NoReadinto:
+        def __init__(self, data: bytes) -> None:
+            self._io = io.BytesIO(data)
+
+        def read(self, n: int) -> bytes:
+            return self._io.read(n)
+
+    source = io.BytesIO(as_json) if plain else NoReadinto(as_json)
+    jsonl_report, _ = validate(source, "f.jsonl", JSONL)
+    csv_report = run(path.read_bytes())
+
+    # Then both reports are the same, row numbers and duplicates included
+    assert jsonl_report["checks"] == csv_report["checks"] and jsonl_report["null_counts"] == csv_report["null_counts"]
+    assert jsonl_report["rows"] == 3004 and jsonl_report["duplicate_rows"] == 4
+
+
 # ---------------------------------------------------------------- no data in reports or findings
 def test_values_shorter_than_8_characters_are_masked_whole() -> None:
     from gate.engine import redact
