@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gate.hashing import combine, repeats, value_hash
+from gate.hashing import combine, repeats, repeats_and_groups, value_hash
 from stage_policy.model import Column, Contract
 
 SAMPLES = 20
@@ -92,6 +92,13 @@ def redact(value: Any) -> str:
     return f"{text[0]}{'*' * min(len(text) - 2, 8)}{text[-1]} ({len(text)} chars)"
 
 
+def _only(good: pa.Array | None, mask: pa.Array) -> pa.Array:
+    """``mask`` on the rows of ``good`` only (None: every row); null rows of ``mask`` are False."""
+    if mask.null_count:
+        mask = mask.fill_null(False)
+    return mask if good is None else pc.and_(good, mask)
+
+
 def _ts_bound(value: Any) -> pa.Scalar | None:
     if value is None:
         return None
@@ -142,35 +149,35 @@ def _iso_times(text: pa.Array) -> pa.Array | None:
     return None
 
 
-def parse(raw: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
-    """(typed values, ok mask): ok is False where a non-null value is not a valid ``kind``."""
+def parse(raw: pa.Array, kind: str) -> tuple[pa.Array, pa.Array | None]:
+    """(typed values, ok mask): ok is False where a non-null value is not a valid ``kind``; None when every value is."""
     t = raw.type
     if kind == "string":
         if pa.types.is_string(t) or pa.types.is_large_string(t):
-            return raw, pa.repeat(True, len(raw))
-        return pc.cast(raw, pa.string()), pa.repeat(True, len(raw))
+            return raw, None
+        return pc.cast(raw, pa.string()), None
     if kind == "int" and pa.types.is_integer(t):
-        return pc.cast(raw, pa.int64()), pa.repeat(True, len(raw))
+        return (raw if t == pa.int64() else pc.cast(raw, pa.int64())), None
     if kind == "float" and (pa.types.is_floating(t) or pa.types.is_integer(t)):
-        return pc.cast(raw, pa.float64()), pa.repeat(True, len(raw))
+        return (raw if t == pa.float64() else pc.cast(raw, pa.float64())), None
     if kind == "bool" and pa.types.is_boolean(t):
-        return raw, pa.repeat(True, len(raw))
+        return raw, None
     if kind == "timestamp" and pa.types.is_timestamp(t):
         # a zone-aware timestamp holds UTC instants: dropping the zone keeps the instant; the unit is normalised
-        return pc.cast(raw.cast(pa.timestamp(t.unit)), _TS), pa.repeat(True, len(raw))
+        return pc.cast(raw.cast(pa.timestamp(t.unit)), _TS), None
     if kind == "timestamp" and pa.types.is_date(t):
-        return pc.cast(pc.cast(raw, pa.date64()), _TS), pa.repeat(True, len(raw))
+        return pc.cast(pc.cast(raw, pa.date64()), _TS), None
     if kind == "date" and pa.types.is_date(t):
-        return pc.cast(raw, pa.date32()), pa.repeat(True, len(raw))
+        return pc.cast(raw, pa.date32()), None
     if kind == "date" and pa.types.is_timestamp(t):
-        return pc.cast(raw.cast(pa.timestamp(t.unit)), pa.date32()), pa.repeat(True, len(raw))
+        return pc.cast(raw.cast(pa.timestamp(t.unit)), pa.date32()), None
     if pa.types.is_dictionary(t):  # Parquet's dictionary-encoded columns: type their values
         return parse(pc.cast(raw, t.value_type), kind)
     text = raw if pa.types.is_string(t) else pc.cast(raw, pa.string())
     if kind in ("int", "float"):
         # fast path: Arrow's own parser takes the whole batch when every value is clean
         try:
-            return pc.cast(text, pa.int64() if kind == "int" else pa.float64()), pa.repeat(True, len(text))
+            return pc.cast(text, pa.int64() if kind == "int" else pa.float64()), None
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             pass  # some value is not a number: find which ones below
     if kind == "int":
@@ -188,7 +195,7 @@ def parse(raw: pa.Array, kind: str) -> tuple[pa.Array, pa.Array]:
         if values is not None:
             if kind == "date":
                 values = pc.cast(values, pa.date32())
-            return values, pa.repeat(True, len(text))
+            return values, None
         for fmt in _TS_FORMATS:
             attempt = pc.strptime(text, format=fmt, unit="ms", error_is_null=True)
             values = attempt if values is None else pc.coalesce(values, attempt)
@@ -223,6 +230,7 @@ class Validator:
         # one growing buffer would be copied whole on every reallocation
         self._key_hashes: list[array] = []
         self._row_hashes: list[array] = []
+        self._key_rows = 0  # rows with a key hash (every row unless a batch lacked a key column)
         self.baseline = baseline
         self.empty_is_null = contract.format != "csv"  # the CSV reader already maps "" to null
         self.bins: dict[str, dict[Any, int]] = {}
@@ -260,28 +268,42 @@ class Validator:
             raise TooLarge(self.rows, self.contract.max_rows)
         if n == 0:
             return
-        hashes: list[pa.Array] = []
+        cols = {name: batch.column(name) for name in names}  # one Python object per column
         typed: dict[str, pa.Array] = {}
+        suspect: set[str] = set()  # columns whose typed value may be null where the text is not
         for name, state in self.columns.items():
             if name not in names:
                 continue
-            raw = batch.column(name)
-            typed[name] = self._check_column(state, raw, base)
+            typed[name], maybe = self._check_column(state, cols[name], base)
+            if maybe:
+                suspect.add(name)
+        hashed: dict[int, pa.Array] = {}  # the same array (a text column, a key column) is hashed once
+
+        def hash_of(arr: pa.Array) -> pa.Array:
+            h = hashed.get(id(arr))
+            if h is None:
+                hashed[id(arr)] = h = value_hash(arr)
+            return h
+
         if self.contract.unique_key and all(k in names for k in self.contract.unique_key):
-            _keep(self._key_hashes, combine([value_hash(typed.get(k, batch.column(k))) for k in self.contract.unique_key]))
+            _keep(self._key_hashes, combine([hash_of(typed.get(k, cols[k])) for k in self.contract.unique_key]))
+            self._key_rows += n
         if self.contract.duplicate_rows == "forbid":
             # typed values where they parsed (cheap bit hashes), the text itself where they did not
+            hashes: list[pa.Array] = []
             for name in names:
-                raw = batch.column(name)
+                raw = cols[name]
                 value = typed.get(name)
                 if value is None or pa.types.is_string(value.type):
-                    hashes.append(value_hash(raw))
-                else:
-                    h = value_hash(value)
+                    hashes.append(hash_of(raw))
+                elif name in suspect:
+                    h = hash_of(value)
                     bad = pc.and_(pc.is_null(value), pc.is_valid(raw))
                     if pc.any(bad).as_py():
                         h = pc.if_else(bad, value_hash(raw), h)
                     hashes.append(h)
+                else:  # typed value null exactly where the text is
+                    hashes.append(hash_of(value))
             _keep(self._row_hashes, combine(hashes))
         if self.contract.drift is not None and self.baseline:
             for name in self.contract.drift.columns:
@@ -299,22 +321,32 @@ class Validator:
             problems.append(f"unexpected columns: {', '.join(self.unexpected)}")
         return problems
 
-    def _check_column(self, state: ColumnState, raw: pa.Array, base: int) -> pa.Array:
+    def _check_column(self, state: ColumnState, raw: pa.Array, base: int) -> tuple[pa.Array, bool]:
+        """Check one column of a batch: (its typed values, null where a value is not of its type;
+        whether a typed value may be null where the batch's own value is not)."""
         if isinstance(raw, pa.ChunkedArray):
             raw = raw.combine_chunks()
         col, res = state.col, state.results
         base = (lambda i, _b=base: self.file_row(_b + i + 1)) if self.skipped else (lambda i, _b=base: _b + i + 1)
+        suspect = False
         if self.empty_is_null and pa.types.is_string(raw.type) and raw.null_count < len(raw):
-            raw = pc.if_else(pc.equal(pc.utf8_length(raw), 0), pa.scalar(None, pa.string()), raw)  # "" is a null
-        null = pc.is_null(raw)
+            empty = pc.equal(pc.binary_length(raw), 0)
+            if pc.any(empty).as_py():
+                raw = pc.if_else(empty, pa.scalar(None, pa.string()), raw)  # "" is a null
+                suspect = True
         if raw.null_count:
+            null = pc.is_null(raw)
             state.nulls.add(null, base)
             if "required" in res:
                 res["required"].add(null, base)
         values, ok = parse(raw, col.type)
-        bad_type = pc.and_(pc.invert(ok), pc.is_valid(raw))
-        res["type"].add(bad_type, base, raw)
-        good = pc.and_(ok, pc.is_valid(values))
+        if ok is None:  # every value is of the column's type (the usual case): no type failure to look for
+            good = pc.is_valid(values) if values.null_count else None
+        else:
+            bad_type = pc.and_(pc.invert(ok), pc.is_valid(raw))
+            res["type"].add(bad_type, base, raw)
+            good = pc.and_(ok, pc.is_valid(values))
+            suspect = True
         if "regex" in res or "enum" in res or "length" in res:
             # text checks see a value as written (CSV, JSON text) or, for typed sources, its canonical text
             text = values if pa.types.is_string(values.type) else (
@@ -326,25 +358,40 @@ class Validator:
             if state.hi is not None:
                 above = pc.greater(values, state.hi)
                 out = above if out is None else pc.or_(out, above)
-            res["range"].add(pc.and_(good, out.fill_null(False)), base, raw)
+            res["range"].add(_only(good, out), base, raw)
         if "regex" in res:
-            res["regex"].add(pc.and_(good, pc.invert(pc.match_substring_regex(text, col.regex))), base, raw)
+            res["regex"].add(_only(good, pc.invert(pc.match_substring_regex(text, col.regex))), base, raw)
         if "enum" in res:
-            res["enum"].add(pc.and_(good, pc.invert(pc.is_in(text, value_set=state.enum))), base, raw)
+            res["enum"].add(_only(good, pc.invert(pc.is_in(text, value_set=state.enum))), base, raw)
         if "length" in res:
             length = pc.utf8_length(text)
-            out = pa.repeat(False, len(raw))
+            out = None
             if col.min_length is not None:
-                out = pc.or_(out, pc.less(length, col.min_length))
+                out = pc.less(length, col.min_length)
             if col.max_length is not None:
-                out = pc.or_(out, pc.greater(length, col.max_length))
-            res["length"].add(pc.and_(good, out.fill_null(False)), base, raw)
-        return pc.if_else(good, values, pa.scalar(None, values.type))
+                above = pc.greater(length, col.max_length)
+                out = above if out is None else pc.or_(out, above)
+            if out is not None:
+                res["length"].add(_only(good, out), base, raw)
+        if ok is None:
+            return values, suspect
+        return pc.if_else(good, values, pa.scalar(None, values.type)), suspect
 
     def _bin(self, name: str, values: pa.Array) -> None:
         spec = (self.baseline or {}).get("columns", {}).get(name)
         counts = self.bins.setdefault(name, {})
         valid = pc.drop_null(values)
+        if spec and spec.get("kind") == "numeric" and spec["edges"] and all(
+                a <= b for a, b in zip(spec["edges"], spec["edges"][1:])):
+            # ascending edges: a value's bin is the number of edges at or below it, so bin j holds
+            # (values >= edge j-1) - (values >= edge j): one comparison and one count per edge
+            floats = pc.cast(valid, pa.float64())
+            at_or_above = [len(floats)] + [pc.sum(pc.greater_equal(floats, edge)).as_py() or 0 for edge in spec["edges"]] + [0]
+            for j in range(len(at_or_above) - 1):
+                n = at_or_above[j] - at_or_above[j + 1]
+                if n:
+                    counts[j] = counts.get(j, 0) + n
+            return
         if spec and spec.get("kind") == "numeric":
             edges = spec["edges"]
             idx = None
@@ -377,13 +424,29 @@ class Validator:
             self.column_check.note = "; ".join(self.column_problems)
         for state in self.columns.values():
             checks += list(state.results.values())
+        # Two equal rows have equal keys: when every row has a key hash, only the rows whose key is
+        # not unique can repeat a row (few, in a file that meets its unique key), and only those
+        # rows' hashes are looked at for duplicate rows.
+        candidates = None
         if self.contract.unique_key:
-            self._resolve(self._key_hashes, self.unique, self.file_row)
+            keys = _stored(self._key_hashes)
             self._key_hashes = []
+            if self.contract.duplicate_rows == "forbid" and self._key_rows == self.kept:
+                later, candidates = repeats_and_groups(keys, limit=self.kept // 8)
+            else:
+                later = repeats(keys)
+            self._found(self.unique, later)
             checks.append(self.unique)
         if self.contract.duplicate_rows == "forbid":
-            self._resolve(self._row_hashes, self.dups, self.file_row)
+            row_hashes = _stored(self._row_hashes)
             self._row_hashes = []
+            if candidates is None:
+                later = repeats(row_hashes)
+            elif len(candidates) < 2:
+                later = pa.array([], pa.uint64())
+            else:  # positions among the candidates, back to rows
+                later = pc.take(candidates, repeats(_take_sorted(row_hashes, candidates)))
+            self._found(self.dups, later)
             checks.append(self.dups)
         for state in self.columns.values():
             if state.col.required:
@@ -421,15 +484,9 @@ class Validator:
                     out[f"{r.check}:{r.column}"] = [{"row": n, "value": v} for n, v in zip(r.samples, r.values)]
         return out
 
-    @staticmethod
-    def _resolve(kept: list[array], result: CheckResult, file_row: Callable[[int], int]) -> None:
-        if not kept:
-            return
-        hashes = pa.chunked_array([pa.Array.from_buffers(pa.uint64(), len(c), [None, pa.py_buffer(c)]) for c in kept if c],
-                                  pa.uint64())  # zero-copy views of the stores
-        later = repeats(hashes)
+    def _found(self, result: CheckResult, later: pa.Array) -> None:
         result.failed_rows = len(later)
-        result.samples = [file_row(i + 1) for i in later.slice(0, SAMPLES).to_pylist()]
+        result.samples = [self.file_row(i + 1) for i in later.slice(0, SAMPLES).to_pylist()]
 
     def _drift(self) -> dict[str, dict[str, Any]]:
         drift = self.contract.drift
@@ -454,6 +511,25 @@ class Validator:
 
 
 _STORE_CHUNK = 1 << 20  # values per store buffer (8 MiB)
+
+
+def _stored(store: list[array]) -> pa.ChunkedArray:
+    """Zero-copy views of a hash store's buffers."""
+    return pa.chunked_array([pa.Array.from_buffers(pa.uint64(), len(c), [None, pa.py_buffer(c)]) for c in store if c],
+                            pa.uint64())
+
+
+def _take_sorted(values: pa.ChunkedArray, positions: pa.Array) -> pa.Array:
+    """``values`` at ascending ``positions``, chunk by chunk (a chunked ``take`` may copy every chunk first)."""
+    parts, offset = [], 0
+    for chunk in values.chunks:
+        end = offset + len(chunk)
+        inside = pc.and_(pc.greater_equal(positions, offset), pc.less(positions, end))
+        local = pc.subtract(pc.filter(positions, inside), offset)
+        if len(local):
+            parts.append(pc.take(chunk, local))
+        offset = end
+    return pa.concat_arrays(parts) if parts else pa.array([], values.type)
 
 
 def _keep(store: list[array], hashes: pa.Array) -> None:
@@ -493,7 +569,7 @@ def profile(contract: Contract, batches: Iterable[pa.RecordBatch]) -> dict[str, 
             if name in batch.schema.names:
                 typed, ok = parse(batch.column(name).combine_chunks() if isinstance(batch.column(name), pa.ChunkedArray)
                                   else batch.column(name), cols[name].type)
-                values[name].append(pc.drop_null(pc.if_else(ok, typed, pa.scalar(None, typed.type))))
+                values[name].append(pc.drop_null(typed if ok is None else pc.if_else(ok, typed, pa.scalar(None, typed.type))))
     out: dict[str, Any] = {"contract": contract.name, "contract_version": contract.version, "rows": rows, "columns": {}}
     for name, parts in values.items():
         arr = pa.concat_arrays(parts) if parts else pa.array([])

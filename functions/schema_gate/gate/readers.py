@@ -72,8 +72,12 @@ def _blocks(source: BinaryIO, name: str, contract: Contract, on_invalid_rows: Ca
         if contract.format == "parquet":
             yield from _parquet(source)
             return
+        gzip = is_gzip(name, contract)
+        if contract.format != "csv" and not gzip:
+            yield from _jsonl(source, contract, on_invalid_rows)  # plain reads of whole blocks: no wrapper needed
+            return
         stream: Any = pa.PythonFile(source, mode="r") if not isinstance(source, pa.NativeFile) else source
-        if is_gzip(name, contract):
+        if gzip:
             stream = pa.CompressedInputStream(stream, "gzip")
         if contract.format == "csv":
             yield from _csv(stream, contract, on_invalid_rows)
@@ -176,41 +180,66 @@ def _jsonl(stream: Any, contract: Contract, on_invalid_rows: Callable[[list[int]
     options = pajson.ParseOptions(explicit_schema=schema,
                                   unexpected_field_behavior="infer" if contract.exact_columns else "ignore")
     names = [c.name for c in contract.columns]
-    pending = b""
     row = 0  # records (non-blank lines) before the current block
-    while True:
-        chunk = stream.read(BLOCK)
-        data = pending + chunk if pending else chunk
-        if chunk:
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                if len(data) > MAX_LINE:
-                    raise ReadError(f"line {row + 1} is longer than {MAX_LINE >> 20} MiB; not a JSON Lines record")
-                pending = data
-                continue
-            block, pending = data[:cut], data[cut:]
-        else:
-            block, pending = data, b""
-        if block.strip():
+    for block in _whole_lines(stream, lambda: row):
+        if _NOT_SPACE.search(block):
             for batch, invalid, count in _json_piece(pajson, block, row, options, names, contract.exact_columns):
                 if invalid:
                     on_invalid_rows(invalid)
                 if batch is not None and batch.num_rows:
                     yield batch
                 row += count
-        if not chunk:
+
+
+def _whole_lines(stream: Any, row: Callable[[], int]) -> Iterator[memoryview]:
+    """Blocks of about ``BLOCK`` bytes ending at a line's end (the file's last line may lack its newline).
+
+    A stream with ``readinto`` (a file, an S3 body) is read straight into one buffer that is
+    reused: each block is a view of it, valid until the next one (Arrow's JSON reader copies
+    what it keeps), and only a block's unfinished last line is moved. Others are read in bytes.
+    """
+    readinto = getattr(stream, "readinto", None)
+    buf, have = bytearray(2 * BLOCK), 0
+    while True:
+        if len(buf) - have < BLOCK:  # a line longer than the buffer's free room: a larger buffer (never resized in place)
+            if have > MAX_LINE:
+                raise ReadError(f"line {row() + 1} is longer than {MAX_LINE >> 20} MiB; not a JSON Lines record")
+            bigger = bytearray(2 * len(buf))
+            bigger[:have] = buf[:have]
+            buf = bigger
+        if readinto is not None:
+            target = memoryview(buf)[have:have + BLOCK]
+            n = readinto(target) or 0
+            target.release()
+        else:
+            chunk = stream.read(BLOCK)
+            n = len(chunk)
+            buf[have:have + n] = chunk
+        have += n
+        if n == 0:  # the end: what is left is the last line
+            if have:
+                yield memoryview(buf)[:have]
             return
+        end = buf.rfind(b"\n", 0, have) + 1
+        if end == 0:
+            continue
+        yield memoryview(buf)[:end]
+        buf[:have - end] = buf[end:have]  # same size: allowed while Arrow or the caller still holds a view
+        have -= end
 
 
-def _json_piece(pajson: Any, block: bytes, first: int, options: Any, names: list[str],
+_NOT_SPACE = re.compile(rb"\S")
+
+
+def _json_piece(pajson: Any, block: bytes | memoryview, first: int, options: Any, names: list[str],
                 keep_extra: bool) -> Iterator[tuple[pa.RecordBatch | None, list[int], int]]:
     """(batch, invalid row numbers, records) for a block of whole lines whose first record is number ``first + 1``."""
     try:
-        reader = pajson.open_json(pa.BufferReader(block), read_options=pajson.ReadOptions(use_threads=False,
-                                  block_size=len(block) + 1), parse_options=options)
+        reader = pajson.open_json(pa.BufferReader(pa.py_buffer(block)), read_options=pajson.ReadOptions(
+            use_threads=False, block_size=len(block) + 1), parse_options=options)
         table = reader.read_all()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        lines = [line for line in block.split(b"\n") if line.strip()]
+        lines = [line for line in bytes(block).split(b"\n") if line.strip()]
         if len(lines) <= _LINE_BY_LINE:
             yield _line_by_line(lines, first, names, keep_extra)
             return

@@ -10,8 +10,10 @@ from datetime import datetime
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from gate.engine import TooLarge, psi
-from gate.hashing import hash_bytes, repeats, string_hash
+from gate.hashing import TEXT_WORDS_MAX, _repeats, hash_bytes, hash_text_py, repeats, repeats_and_groups, string_hash, text_hash
 from gate.readers import ReadError
 from gate.run import validate
 
@@ -226,6 +228,61 @@ def test_string_hash_matches_the_python_reference_and_slices() -> None:
     assert string_hash(arr.slice(2, 3)).to_pylist() == [hash_bytes(v) for v in values[2:5]]
 
 
+TEXTS = ["", "a", "ab", "ba", "héllo", None, "abcdefgh", "abcdefghi", "\x00", "a\x00", "日本語" * 5, "y" * TEXT_WORDS_MAX,
+         "y" * (TEXT_WORDS_MAX + 1), "x" * 300, "2023-01-28T20:36:52", "2023-01-27T20:36:53"]
+
+
+def test_text_hash_matches_the_python_reference_in_any_batch_width_and_type() -> None:
+    # Given the same values alone, in slices, among longer values (wider words) and as binary and large strings
+    expected = [hash_text_py(v) for v in TEXTS]
+
+    # Then every value hashes as the reference says, whatever else shares its batch
+    assert text_hash(pa.array(TEXTS)).to_pylist() == expected
+    assert text_hash(pa.array(TEXTS).slice(2, 5)).to_pylist() == expected[2:7]
+    for i, v in enumerate(TEXTS):
+        assert text_hash(pa.array([v])).to_pylist() == [expected[i]]
+    assert text_hash(pa.array([v if v is None else v.encode() for v in TEXTS], pa.binary())).to_pylist() == expected
+    assert text_hash(pa.array(TEXTS, pa.large_string())).to_pylist() == expected
+    # longer than the word limit: the polynomial hash; distinct values, distinct hashes
+    assert expected[TEXTS.index("x" * 300)] == hash_bytes("x" * 300)
+    assert len(set(expected)) == len(TEXTS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(max_size=80)), min_size=1, max_size=20))
+def test_text_hash_is_the_reference_for_any_text(values) -> None:
+    assert text_hash(pa.array(values, pa.string())).to_pylist() == [hash_text_py(v) for v in values]
+
+
+def test_repeats_and_groups_in_partitions_and_over_the_limit() -> None:
+    values = pa.array([5, 1, 5, 2, 1, 5, 9, 2 ** 63 + 5, 2 ** 63 + 5], pa.uint64())
+
+    for partitions in (1, 4):
+        later, groups = _repeats(values, partitions, 100)
+        assert later.to_pylist() == [2, 4, 5, 8] and groups.to_pylist() == [0, 1, 2, 4, 5, 7, 8]
+    later, groups = repeats_and_groups(values, 5)  # 7 rows in repeated groups: more than the limit
+    assert later.to_pylist() == [2, 4, 5, 8] and groups is None
+
+
+@pytest.mark.parametrize("copies", [3, 4000])  # few repeated keys, and more than an eighth of the rows
+def test_duplicate_rows_are_the_same_with_or_without_a_unique_key(copies) -> None:
+    # Given rows repeated in full and rows that only share their key (and rows with an unparseable key)
+    rows = [f"{i},{i},1.00,0.5,Kalo,kalo.{i}@example.com,2022-01-01T00:00:00,A" for i in range(1, 20001)]
+    rows += rows[:copies]  # true duplicates
+    rows += [f"{i},{i + 1},1.00,0.5,Kalo,kalo.{i}@example.com,2022-01-01T00:00:00,A" for i in range(1, copies + 1)]  # same key
+    rows += ["x,1,1.00,0.5,Kalo,k@example.com,2022-01-01T00:00:00,A", "y,1,1.00,0.5,Kalo,k@example.com,2022-01-01T00:00:00,A",
+             "x,1,1.00,0.5,Kalo,k@example.com,2022-01-01T00:00:00,A"]
+    data = "\n".join([HEADER] + rows).encode() + b"\n"
+    no_key = CONTRACT.model_copy(update={"unique_key": []})
+
+    with_key, without = failed(run(data)), failed(run(data, contract=no_key))
+
+    # Then the duplicate rows are counted and located the same either way, and the key repeats too
+    assert with_key[("duplicate_rows", None)] == without[("duplicate_rows", None)]
+    assert with_key[("duplicate_rows", None)][0] == copies + 1
+    assert with_key[("unique", "id")][0] == 2 * copies + 2
+
+
 def test_repeats_are_later_occurrences_in_file_order() -> None:
     assert repeats(pa.array([5, 1, 5, 2, 1, 5], pa.uint64())).to_pylist() == [2, 4, 5]
     chunked = pa.chunked_array([pa.array([5, 1, 5], pa.uint64()), pa.array([2, 1, 5], pa.uint64())])
@@ -318,6 +375,35 @@ def test_the_same_records_as_csv_and_json_lines_give_the_same_report(tmp_path) -
     csv_report, jsonl_report = run(path.read_bytes()), run(as_json, "f.jsonl", JSONL)
 
     assert csv_report["checks"] == jsonl_report["checks"] and csv_report["null_counts"] == jsonl_report["null_counts"]
+
+
+@pytest.mark.parametrize("plain", [True, False])  # read into one reused buffer (readinto), and from a stream without it
+def test_json_lines_read_in_many_small_blocks_give_the_csv_report(tmp_path, monkeypatch, plain) -> None:
+    import gate.readers as readers
+
+    # Given the same dirty records as CSV and JSON Lines, read in blocks of 4 KiB (a line is never split)
+    path = tmp_path / "dirty.csv"
+    write_csv(path, 3000, seed=8, dirty=True, per_defect=5, duplicates=4)
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    as_json = b"".join(json.dumps({k: (None if v == "" else v) for k, v in zip(header, line.split(","))}).encode() + b"\n"
+                       for line in lines[1:])
+    monkeypatch.setattr(readers, "BLOCK", 4096)
+
+    class NoReadinto:
+        def __init__(self, data: bytes) -> None:
+            self._io = io.BytesIO(data)
+
+        def read(self, n: int) -> bytes:
+            return self._io.read(n)
+
+    source = io.BytesIO(as_json) if plain else NoReadinto(as_json)
+    jsonl_report, _ = validate(source, "f.jsonl", JSONL)
+    csv_report = run(path.read_bytes())
+
+    # Then both reports are the same, row numbers and duplicates included
+    assert jsonl_report["checks"] == csv_report["checks"] and jsonl_report["null_counts"] == csv_report["null_counts"]
+    assert jsonl_report["rows"] == 3004 and jsonl_report["duplicate_rows"] == 4
 
 
 # ---------------------------------------------------------------- no data in reports or findings
