@@ -172,6 +172,23 @@ def test_min_rows_zero_lets_an_empty_file_with_its_header_pass_and_a_higher_mini
     assert check["check"] == "min_rows" and check["note"] == "3 rows; the contract needs at least 4"
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_header_naming_a_column_twice_is_a_read_error_naming_it_never_a_key_error(fmt) -> None:
+    from gate.readers import ReadError
+
+    if fmt == "csv":
+        data = b"k,tag,k\n1,x,2\n"
+    else:
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array(["x"]), pa.array([2])], names=["k", "tag", "k"]), buf)
+        data = buf.getvalue()
+
+    with pytest.raises(ReadError) as caught:
+        validate(io.BytesIO(data), f"f.{fmt}", contract("int", fmt))
+
+    assert str(caught.value) == f"f.{fmt}: cannot be read as {fmt} (the header names 'k' more than once)"
+
+
 # ---------------------------------------------------------------- missing-value markers (csv.null_values)
 @pytest.mark.parametrize("kind", list(VALUES))
 def test_declared_null_markers_are_nulls_in_every_column_type_strings_included(kind) -> None:
