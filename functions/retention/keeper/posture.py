@@ -31,6 +31,7 @@ NO_BLOCK = ("NoSuchPublicAccessBlockConfiguration",)
 NO_POLICY = ("NoSuchBucketPolicy",)
 BLOCK_KEYS = ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets")
 KMS = ("aws:kms", "aws:kms:dsse")
+PUBLIC_GROUPS = ("AllUsers", "AuthenticatedUsers")
 
 
 @dataclass
@@ -46,13 +47,16 @@ class PostureState:
     lock_enabled: bool = False
     #: False: the baseline names no access-logging target, so GetBucketLogging was not called (one read fewer)
     logging_read: bool = True
+    #: ACL grants to everyone (AllUsers / AuthenticatedUsers), "<group> <permission>"; None: the ACL was not read
+    #: (it is read when the block does not ignore public ACLs, or after a PutBucketAcl)
+    public_grants: list[str] | None = None
 
 
 class PostureReader:
     """Reads the encryption, public access block, bucket policy and logging of one bucket."""
 
     permissions = ("s3:GetEncryptionConfiguration", "s3:GetBucketPublicAccessBlock", "s3:GetBucketPolicy",
-                   "s3:GetBucketLogging")
+                   "s3:GetBucketLogging", "s3:GetBucketAcl")
 
     def __init__(self, s3: Any):
         self._s3 = s3
@@ -94,6 +98,17 @@ class PostureReader:
     def logging(self, bucket: str) -> dict[str, Any] | None:
         enabled = self._s3.get_bucket_logging(Bucket=bucket).get("LoggingEnabled")
         return dict(enabled) if enabled else None
+
+    def public_grants(self, bucket: str) -> list[str]:
+        """The ACL's grants to everyone or to every AWS account ("AllUsers READ", ...)."""
+        grants = self._s3.get_bucket_acl(Bucket=bucket).get("Grants") or []
+        out = []
+        for grant in grants:
+            grantee = grant.get("Grantee") if isinstance(grant, dict) else None
+            uri = grantee.get("URI") if isinstance(grantee, dict) else None
+            if isinstance(uri, str) and uri.rstrip("/").rsplit("/", 1)[-1] in PUBLIC_GROUPS:
+                out.append(f"{uri.rstrip('/').rsplit('/', 1)[-1]} {grant.get('Permission')}")
+        return sorted(set(out))
 
 
 def _weakest(defaults: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -486,6 +501,15 @@ def plan(bucket: str, posture: Posture, state: PostureState, retention: Retentio
                                 f"Bucket {bucket} {why}, not s3://{logs.target_bucket}/{logs.target_prefix}.",
                                 state.logging, wanted,
                                 [PutLogging(bucket, target_bucket=logs.target_bucket, target_prefix=logs.target_prefix, stage_tag=stage_tag)]))
+    if state.public_grants:
+        ignored = bool((state.block or {}).get("IgnorePublicAcls"))
+        checks.append(Check(
+            "posture.public-acl", "high" if ignored else "critical",
+            f"Bucket {bucket}'s ACL grants {', '.join(state.public_grants[:4])}"
+            + (": ignored while IgnorePublicAcls is on, public again the moment it is lifted; remove the grant "
+               "(or set Object Ownership to BucketOwnerEnforced)." if ignored else
+               ", and the public access block does not ignore it: the bucket is public. Remove the grant."),
+            {"public_grants": state.public_grants[:10], "ignore_public_acls": ignored}, {"public_grants": []}))
     immutable = retention is not None and retention.immutable  # retention reports those (retention.object-lock-missing)
     if posture.object_lock and not immutable and not state.lock_enabled:
         checks.append(Check("posture.object-lock", "medium", f"Bucket {bucket} has no Object Lock configuration.",

@@ -193,6 +193,12 @@ class Keeper:
         account = self.account.account_id if self.account is not None else None
         region = getattr(self.posture_reader, "region", None)
         key = self.policy.resources.tag_key
+        state = view.posture
+        if state.public_grants is None and self.posture_reader is not None and (
+                (trigger or "").startswith("PutBucketAcl") or not (state.block or {}).get("IgnorePublicAcls")):
+            # the ACL matters when the block does not ignore public ACLs, or was just changed: a compliant bucket is
+            # spared the GET (its block ignores them), a public grant made behind the block is still reported
+            state.public_grants = self.posture_reader.public_grants(view.name)
         checks = posture_plan.plan(view.name, baseline, view.posture, view.retention, account, region,
                                    (key, view.config.tags.get(key)))
         base = {"stage": view.stage, "mapped_by": view.match.detail, "bucket": view.name}

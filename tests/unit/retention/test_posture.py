@@ -320,6 +320,9 @@ def test_property_no_write_to_unmanaged_or_dry_run_buckets_no_suspension_no_othe
         def read(self, bucket, versioning="Off", lock_enabled=False, logging=True):
             return self._state
 
+        def public_grants(self, bucket):  # read when the block does not ignore public ACLs (report only: no write)
+            return ["AllUsers READ"]
+
     class S3:
         def __init__(self, state, tags=None):
             self.writes, self._state, self._tags = [], state, tags or {}

@@ -317,8 +317,11 @@ def test_a_public_acl_behind_a_deleted_block_is_neutralised_when_the_block_comes
 
     run(lab, event("delete_public_access_block.eventbridge.json"))
 
-    # Then IgnorePublicAcls is on again: S3 ignores the grant (the grant itself stays: see the xfail below)
+    # Then IgnorePublicAcls is on again: S3 ignores the grant (the grant itself stays, reported as posture.public-acl: below)
     assert s3.get_public_access_block(Bucket=LAB)["PublicAccessBlockConfiguration"]["IgnorePublicAcls"] is True
+    # and the grant, public while the block was gone, is reported critical
+    acl = {f["rule"]: f for f in drain(lab.inbox)}["posture.public-acl"]
+    assert acl["severity"] == "critical" and acl["evidence"]["before"] == {"public_grants": ["AllUsers READ"], "ignore_public_acls": False}
 
 
 def put_public_acl(s3, how: str) -> None:
@@ -331,17 +334,16 @@ def put_public_acl(s3, how: str) -> None:
             {"Grantee": {"Type": "Group", "URI": all_users}, "Permission": "READ"}]})
 
 
-@pytest.mark.xfail(strict=True, reason="posture never reads the bucket ACL: PutBucketAcl only re-reconciles, and with "
-                   "the block on nothing is found, so a grant to AllUsers/AuthenticatedUsers stays in place unreported, "
-                   "public again the moment the block is lifted. Needs s3:GetBucketAcl in RetentionFunction's role "
-                   "(template.yaml, not this helper's) and a posture.acl check")
 @pytest.mark.parametrize("how", ["grant-header", "acl-body"])
 def test_a_public_acl_grant_is_reported_even_while_the_block_neutralises_it(lab, how) -> None:
     put_public_acl(boto3.client("s3"), how)
 
     run(lab, event("put_bucket_acl.eventbridge.json"))
 
-    assert rules_of(drain(lab.inbox)), "no posture finding for a public ACL grant"
+    findings = {f["rule"]: f for f in drain(lab.inbox)}
+    acl = findings["posture.public-acl"]
+    assert acl["severity"] == "high" and acl["evidence"]["before"]["public_grants"] == ["AllUsers READ"]
+    assert acl["evidence"]["before"]["ignore_public_acls"] is True and acl["principal"]
 
 
 # ---------------------------------------------------------------- which buckets: mapping, races
