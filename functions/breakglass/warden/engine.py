@@ -39,7 +39,7 @@ from warden.rules import (
 )
 
 from stage_policy.actions import Action, Decision, Outcome
-from stage_policy.errors import describe
+from stage_policy.errors import describe, is_code
 from stage_policy.executor import ActionFailed, Executor
 from stage_policy.findings import Finding
 from stage_policy.mapping import StageMatch, role_name, stage_for_role
@@ -529,6 +529,8 @@ class Warden:
         try:
             tags = self.roles.tags(role)
         except Exception as exc:  # noqa: BLE001 - another account's role, or a deleted one: not ours to judge
+            if not is_code(exc, "NoSuchEntity", "AccessDenied", "AccessDeniedException"):
+                raise  # throttling, a 5xx: the record is retried (then dead-lettered), never passed as "not break glass"
             return {"event": name, "role": role, "result": f"ignored (tags unreadable: {type(exc).__name__})"}
         match = stage_for_role(self.policy, role, tags)
         bg = self._bg(match.stage)
