@@ -74,7 +74,15 @@ VERSION_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|(?<!
 
 def normalised(effects: dict[str, Any]) -> Any:
     """Effects comparable across deployments: moto's random version ids replaced by their order of appearance."""
-    text = json.dumps({k: v for k, v in effects.items() if k != "audit"}, sort_keys=True, default=str)
+    effects = {k: v for k, v in effects.items() if k != "audit"}
+    if isinstance(effects.get("bucket"), dict):  # a retried record writes its validation report again: a new version
+        bucket = dict(effects["bucket"])  # of the same report key (bookkeeping, not an action on data): counted once
+        reports = "_stagewarden/reports/"
+        seen = {k for k, _ in bucket["versions"] if k.startswith(reports)}
+        bucket["versions"] = [v for v in bucket["versions"] if not v[0].startswith(reports)] + sorted([k, ""] for k in seen)
+        bucket["tags"] = {k: v for k, v in bucket["tags"].items() if not k.startswith(reports)}
+        effects["bucket"] = bucket
+    text = json.dumps(effects, sort_keys=True, default=str)
     ids: dict[str, str] = {}
     import re
 
@@ -83,6 +91,7 @@ def normalised(effects: dict[str, Any]) -> Any:
 
     text = re.sub(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})?", "<time>", text)  # clocks differ
     text = re.sub(r"\b1[789]\d{8}\b", "<epoch>", text)
+    text = re.sub(r"-[0-9a-f]{12}\.json", "-<hash of the version>.json", text)  # schema gate report names
     return json.loads(re.sub(VERSION_ID, token, text))
 
 
@@ -169,7 +178,10 @@ def assert_nothing_lost(world: World, clean: Clean, new_incidents: bool = False)
         doubled = Counter({a: n - 1 for a, n in Counter(alerts).items() if n > 1})
     assert not lost, f"findings lost: {sorted(lost)}"
     assert not doubled, f"alerted twice: {sorted(doubled)}"
-    assert normalised(world.effects()) == clean.effects, "AWS differs from the clean run"
+    now = normalised(world.effects())
+    if now != clean.effects and os.environ.get("STAGEWARDEN_FAULTS_DUMP"):
+        Path(os.environ["STAGEWARDEN_FAULTS_DUMP"]).write_text(json.dumps({"now": now, "clean": clean.effects}, indent=1))
+    assert now == clean.effects, "AWS differs from the clean run"
 
 
 # ---------------------------------------------------------------- the tests
