@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
-from unittest import mock
 
 import boto3
 
@@ -558,4 +557,4 @@ class World:
         return self.scenario.alerts(self.stack)
 
 
-__all__ = ["Calls", "Lambda", "SCENARIOS", "Scenario", "Site", "World", "mock"]
+__all__ = ["Calls", "Lambda", "SCENARIOS", "Scenario", "Site", "World"]
