@@ -39,11 +39,12 @@ from warden.rules import (
 )
 
 from stage_policy.actions import Action, Decision, Outcome
-from stage_policy.errors import describe
+from stage_policy.errors import describe, is_code
 from stage_policy.executor import ActionFailed, Executor
 from stage_policy.findings import Finding
 from stage_policy.mapping import StageMatch, role_name, stage_for_role
 from stage_policy.model import BreakGlass, Policy
+from stage_policy.publish import publish_or_keep
 
 #: A closer that dies mid-close holds the grant this long before the next sweep takes over.
 CLAIM_LEASE_SECONDS = 300
@@ -123,7 +124,7 @@ class Warden:
     def _settle(self, finding: Finding, actions: list[Action], stage: str | None) -> Finding:
         """Act, publish, then raise :class:`ActionFailed` if an action failed (publishing first: a failure is reported)."""
         outcomes = self._act(finding, actions, stage)
-        self.publish(finding)
+        publish_or_keep(self.publish, finding, outcomes)  # a done action's finding is kept if publishing fails
         failed = [o for o in outcomes if o.status == "failed"]
         if failed:
             raise ActionFailed(failed)
@@ -529,6 +530,8 @@ class Warden:
         try:
             tags = self.roles.tags(role)
         except Exception as exc:  # noqa: BLE001 - another account's role, or a deleted one: not ours to judge
+            if not is_code(exc, "NoSuchEntity", "AccessDenied", "AccessDeniedException"):
+                raise  # throttling, a 5xx: the record is retried (then dead-lettered), never passed as "not break glass"
             return {"event": name, "role": role, "result": f"ignored (tags unreadable: {type(exc).__name__})"}
         match = stage_for_role(self.policy, role, tags)
         bg = self._bg(match.stage)

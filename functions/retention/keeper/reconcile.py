@@ -19,7 +19,7 @@ from keeper import posture as posture_plan
 from keeper.posture import AccountBlockReader, PostureReader, PostureState
 
 from stage_policy.actions import Decision
-from stage_policy.errors import describe
+from stage_policy.errors import describe, is_transient
 from stage_policy.findings import Finding
 from stage_policy.mapping import StageMatch, stage_for_bucket
 from stage_policy.model import Policy, Retention
@@ -39,6 +39,10 @@ def _bounded(value: Any, limit: int = 4000) -> Any:
     """JSON-able evidence, cut with a marker when its text would pass ``limit`` characters."""
     text = json.dumps(value, default=str, sort_keys=True)
     return value if len(text) <= limit else text[: limit - 15] + " …[truncated]"
+
+
+class BucketsUnreadable(RuntimeError):
+    """Reads throttled or failed (5xx) during a run: raised once every other bucket is done, so the run is retried."""
 
 
 @dataclass
@@ -204,8 +208,10 @@ class Keeper:
         base = {"stage": view.stage, "mapped_by": view.match.detail, "bucket": view.name}
         return posture_plan.decisions(view.name, view.stage, checks, base, principal, trigger)
 
-    def account_posture(self) -> list[Decision]:
-        """``posture.account-public-access`` from the account-level block (reported, never changed)."""
+    def account_posture(self, strict: bool = False) -> list[Decision]:
+        """``posture.account-public-access`` from the account-level block (reported, never changed).
+
+        ``strict``: a throttled or failing (5xx) read raises, for the run to retry."""
         if self.account is None:
             return []
         try:
@@ -213,6 +219,8 @@ class Keeper:
         except Exception as exc:  # noqa: BLE001 - unreadable: said in the log, the buckets go on
             if self.log is not None:
                 self.log.warning("account public access block unreadable", extra={"error": describe(exc)})
+            if strict and is_transient(exc):
+                raise
             return []
         decision = posture_plan.account_decision(block, self.account.account_id)
         return [decision] if decision else []
@@ -328,8 +336,12 @@ class Keeper:
         """Reconcile (and sweep) each bucket in turn; lazily, so each bucket's cap is what the last one left."""
         run = RunState()
         skipped: list[str] = []
+        transient: list[str] = []  # throttled or 5xx: the rest go on, then the run fails and is retried
         if sweep:  # the daily run: the account-level block too
-            yield from self.account_posture()
+            try:
+                yield from self.account_posture(strict=True)
+            except Exception as exc:  # noqa: BLE001 - transient only (account_posture logs the rest): raised at the end
+                transient.append(f"account public access block: {describe(exc)}")
         for bucket in buckets:
             if out_of_time is not None and out_of_time():
                 run.out_of_time.append(bucket)
@@ -339,7 +351,7 @@ class Keeper:
             except Exception as exc:  # noqa: BLE001 - one unreadable bucket is reported, the rest go on
                 if self.log is not None:
                     self.log.warning("bucket unreadable", extra={"bucket": bucket, "error": describe(exc)})
-                skipped.append(f"{bucket}: {describe(exc)}")
+                (transient if is_transient(exc) else skipped).append(f"{bucket}: {describe(exc)}")
                 continue
             try:
                 decided = self.reconcile(view, principal, trigger)
@@ -361,10 +373,14 @@ class Keeper:
             except Exception as exc:  # noqa: BLE001 - reported; the other buckets are still swept
                 if self.log is not None:
                     self.log.warning("bucket not swept", extra={"bucket": bucket, "error": describe(exc)})
-                skipped.append(f"{bucket}: {describe(exc)}")
+                (transient if is_transient(exc) else skipped).append(f"{bucket}: {describe(exc)}")
                 continue
             yield from decisions
         yield from self._run_findings(run, skipped)
+        if transient:
+            # a throttle or a 5xx is no verdict on the bucket: waiting for tomorrow's run would leave a tampered
+            # lifecycle in place for a day. The run fails after the rest was done; its retry reconciles again.
+            raise BucketsUnreadable(f"{len(transient)} read(s) throttled or failed, retried: " + "; ".join(transient[:5]))
 
     def _run_findings(self, run: RunState, skipped: list[str]) -> Iterator[Decision]:
         cap = self.policy.safety.max_deletions_per_run

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from gate.actions import version_arg
 
-from stage_policy.errors import describe, is_code
+from stage_policy.errors import describe, is_code, is_transient
 from stage_policy.runtime import IDEMPOTENCY_PERMISSIONS
 
 
@@ -150,6 +150,8 @@ class Baselines:
         except json.JSONDecodeError as exc:
             raise BaselineUnreadable(location, f"not JSON ({exc.msg} at line {exc.lineno})") from None
         except Exception as exc:  # noqa: BLE001 - any failure is reported (a finding), drift is then not evaluated
+            if is_transient(exc):
+                raise  # throttled or a 5xx: the record is retried; validating without drift would let drifted data pass
             raise BaselineUnreadable(location, describe(exc)) from None
         if not isinstance(profile, dict) or not isinstance(profile.get("columns"), dict):
             raise BaselineUnreadable(location, "not a drift profile (no 'columns' object; see `stagewarden data profile`)")

@@ -31,3 +31,11 @@ THROTTLING = frozenset({
     "Throttling", "ThrottlingException", "ThrottledException", "RequestLimitExceeded", "TooManyRequestsException",
     "ProvisionedThroughputExceededException", "SlowDown", "RequestThrottled", "RequestThrottledException",
 })
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Throttling or a 5xx: worth retrying the record, never a verdict on what was asked for."""
+    if error_code(exc) in THROTTLING:
+        return True
+    status = ((getattr(exc, "response", None) or {}).get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return isinstance(status, int) and status >= 500

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from stage_policy import keys
 from stage_policy.actions import Action, Clients, Decision, Mode, Outcome
 from stage_policy.errors import describe
+from stage_policy.publish import publish_or_keep
 
 if TYPE_CHECKING:
     from stage_policy.findings import Finding
@@ -100,9 +101,17 @@ class Executor:
         """Carry out (or describe) every action of the decision; fill the finding's ``action``."""
         mode = self.mode_for(decision.stage)
         outcomes = [self._one(action, mode) for action in decision.actions]
+        unrecorded: list[str] = []
         for outcome in outcomes:
             if self._ledger is not None:
-                self._ledger.record(decision, mode, outcome)
+                try:
+                    self._ledger.record(decision, mode, outcome)
+                except Exception as exc:  # noqa: BLE001 - the action happened: reported in the finding, then raised
+                    unrecorded.append(f"{outcome.kind} ({describe(exc)})")
+        if unrecorded:
+            # a failed outcome: the finding still goes out (saying so) and the record fails after it (ActionFailed)
+            outcomes.append(Outcome("audit-ledger", decision.finding.resource if decision.finding else "",
+                                    "failed", "FAILED to record in the audit ledger: " + "; ".join(unrecorded)))
         self.outcomes.extend(outcomes)
         finding = decision.finding
         if finding is not None:
@@ -172,7 +181,7 @@ def settle(decisions: Iterable[Decision], executor: Executor | None, publish: Ca
             outcomes = executor.act(decision)
         failed.extend(o for o in outcomes if o.status == "failed")
         if decision.finding is not None:
-            publish(decision.finding)
+            publish_or_keep(publish, decision.finding, outcomes)
             findings.append(decision.finding)
     if failed:
         raise ActionFailed(failed)

@@ -77,6 +77,11 @@ def alert_delivery(dedup_key: str) -> Key:
     return _key(f"delivery#{dedup_key}", "slack")
 
 
+def outbox(function: str) -> Key:
+    """Findings whose actions were carried out but whose publish failed: published by the function's next run (no TTL)."""
+    return _key(f"outbox#{function}", "pending")
+
+
 def registry_artifact(bucket: str, key: str) -> Key:
     """A model artifact registered by the schema gate: its checksum, version and kind (kept; no TTL)."""
     return _key(f"registry#artifact#{bucket}/{key}", "artifact")

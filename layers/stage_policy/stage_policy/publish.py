@@ -47,8 +47,8 @@ class PublishResult:
 class FindingPublisher:
     """Publishes findings to the alerts topic. Takes its boto3 clients in the constructor."""
 
-    #: IAM actions this port uses (KMS because the topic is encrypted).
-    permissions = ("sns:Publish", "kms:GenerateDataKey", "kms:Decrypt", "dynamodb:UpdateItem")
+    #: IAM actions this port uses (KMS because the topic is encrypted; GetItem for the :class:`Outbox`).
+    permissions = ("sns:Publish", "kms:GenerateDataKey", "kms:Decrypt", "dynamodb:UpdateItem", "dynamodb:GetItem")
 
     def __init__(self, sns_client: Any, topic_arn: str, dynamodb_client: Any = None, state_table: str | None = None,
                  on_finding: Callable[[Finding], None] | None = None):
@@ -215,3 +215,62 @@ def _fitted(finding: Finding) -> str:
         finding.evidence = {"truncated": f"the finding was {size} bytes, above the SNS limit; its evidence was left out"}
         message = finding.to_json()
     return message
+
+
+class Outbox:
+    """Findings whose actions were carried out but whose publish failed, kept in the state table until published.
+
+    Without it such a finding is lost: the record is retried, but the retry finds the drift
+    already reverted (the trust policy restored, the lifecycle put back) and decides nothing.
+    One item per function holds the pending findings as a string set (``ADD``/``DELETE`` are
+    atomic); the function's next run publishes them first (:meth:`flush`).
+    """
+
+    permissions = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+
+    def __init__(self, ddb: Any, table: str, function: str):
+        self._ddb, self._table, self._key = ddb, table, keys.outbox(function)
+
+    def keep(self, finding: Finding) -> None:
+        self._ddb.update_item(TableName=self._table, Key=self._key, UpdateExpression="ADD pending :f",
+                              ExpressionAttributeValues={":f": {"SS": [_fitted(finding)]}})
+
+    def flush(self, publish: Any) -> int:
+        """Publish every pending finding (each removed once published); raises if one cannot be published."""
+        item = self._ddb.get_item(TableName=self._table, Key=self._key, ConsistentRead=True).get("Item") or {}
+        pending = (item.get("pending") or {}).get("SS", [])
+        for text in pending:
+            publish(Finding.model_validate_json(text))
+            self._ddb.update_item(TableName=self._table, Key=self._key, UpdateExpression="DELETE pending :f",
+                                  ExpressionAttributeValues={":f": {"SS": [text]}})
+        return len(pending)
+
+
+class Publish:
+    """``publish(finding)`` under the policy's ``alerts`` section, with :meth:`keep` for a finding that must not be lost."""
+
+    def __init__(self, publisher: FindingPublisher, alerts: Alerts | None, outbox: Outbox | None = None):
+        self._publisher, self._alerts, self._outbox = publisher, alerts, outbox
+
+    def __call__(self, finding: Finding) -> PublishResult:
+        return self._publisher.publish(finding, self._alerts)
+
+    def keep(self, finding: Finding) -> None:
+        if self._outbox is not None:
+            self._outbox.keep(finding)
+
+
+def publish_or_keep(publish: Any, finding: Finding, outcomes: list[Any]) -> Any:
+    """Publish; if that fails after an action changed something, keep the finding for the next run, then raise.
+
+    A retry of the record cannot bring the finding back once its action is done (there is
+    nothing left to detect), so it goes to the :class:`Outbox`. A finding whose actions did
+    nothing is simply decided again by the retry.
+    """
+    try:
+        return publish(finding)
+    except Exception:
+        keep = getattr(publish, "keep", None)
+        if keep is not None and any(getattr(o, "status", None) == "done" for o in outcomes):
+            keep(finding)
+        raise

@@ -91,9 +91,14 @@ class Runtime:
         return Executor(self.clients, policy, self.settings.default_mode, ledger)
 
     def publish(self, policy: Policy) -> Callable[[Finding], PublishResult]:
-        """``publish(finding)`` honouring the policy's ``alerts`` section."""
-        publisher, alerts = self.publisher, policy.alerts
-        return lambda finding: publisher.publish(finding, alerts)
+        """``publish(finding)`` honouring the policy's ``alerts`` section; first publishes what an earlier run kept
+        in the outbox (a failure raises: the record is retried)."""
+        from stage_policy.publish import Outbox, Publish
+
+        outbox = Outbox(self.clients("dynamodb"), self.settings.state_table, self.settings.function_name)
+        publish = Publish(self.publisher, policy.alerts, outbox)
+        outbox.flush(publish)
+        return publish
 
     @cached_property
     def _batch_processor(self) -> Any:

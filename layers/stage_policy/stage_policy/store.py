@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from stage_policy.errors import is_transient
 from stage_policy.loader import PolicyError, loads
 from stage_policy.model import Policy
 
@@ -55,6 +56,8 @@ class PolicyStore:
             try:
                 obj = self._client().get_object(Bucket=bucket, Key=key)
             except Exception as exc:
+                if is_transient(exc):
+                    raise  # throttling, a 5xx: the invocation is retried; "unusable policy" would be a false alarm
                 code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
                 raise PolicyError(location, [("", f"cannot read the policy object ({code})")]) from None
             body = obj["Body"].read()
