@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from tests.hardening.scenarios import SCENARIOS, Site, World
+from tests.hardening.scenarios import CHANGED, SCENARIOS, Site, World
 
 
 # ---------------------------------------------------------------- the faults
@@ -183,6 +183,11 @@ def assert_nothing_lost(world: World, clean: Clean, new_incidents: bool = False)
     """Every alert of the clean run, once; with ``new_incidents``, also alerts about the failure itself (a later run
     reporting what a dead-lettered event left undone), each once."""
     alerts = same_incidents(world.alerts())
+    changes = Counter((rule.removesuffix(CHANGED), key) for rule, key in alerts if rule.endswith(CHANGED))
+    alerts = [a for a in alerts if not a[0].endswith(CHANGED)]
+    # "it failed" then "it worked on the retry": the second alert is the outcome change, once, of an incident alerted
+    assert all(n == 1 for n in changes.values()), f"an outcome change alerted twice: {changes}"
+    assert set(changes) <= set(alerts), f"an outcome change of an incident never alerted: {sorted(set(changes) - set(alerts))}"
     lost = Counter(clean.alerts) - Counter(alerts)
     doubled = Counter(alerts) - Counter(clean.alerts)
     if new_incidents:
@@ -297,9 +302,13 @@ def test_iam_throttling_every_containment_call_until_the_dead_letter_queue_loses
     assert alerts, "the failed containment was reported"
     dead = deployed.fn.dead_letters()
     assert dead
-    # and a redrive once IAM answers again contains, with no alert beyond the clean run's
+    # and a redrive once IAM answers again contains, with no alert beyond the clean run's but, per contained incident,
+    # one saying the containment now worked (its outcome changed from the FAILED one published)
     deployed.calls.faults.clear()
     deployed.fn.redrive(dead)
-    everything = alerts + deployed.alerts()
-    assert same_incidents(everything) == clean.alerts, "each incident alerted once: the FAILED containment, not the retry again"
+    everything = same_incidents(alerts + deployed.alerts())
+    changed = [(rule.removesuffix(CHANGED), key) for rule, key in everything if rule.endswith(CHANGED)]
+    assert [a for a in everything if not a[0].endswith(CHANGED)] == clean.alerts, \
+        "each incident alerted once: the FAILED containment, not the retry again"
+    assert changed and len(set(changed)) == len(changed) and set(changed) <= set(clean.alerts)
     assert normalised(deployed.effects()) == clean.effects
