@@ -141,3 +141,24 @@ def parse_config_invocation(event: Any, part: str = "event") -> tuple[Any, dict[
     if not isinstance(invoking, dict) or not isinstance(invoking.get("messageType"), str):
         raise EventError(f"{part}.invokingEvent.messageType", "is required")
     return model, invoking
+
+
+def check_sqs_batch(event: Any, part: str = "event") -> None:
+    """An SQS batch as Lambda's event source mapping delivers it, or EventError naming the broken part.
+
+    The envelope is Lambda's, not the sender's: a broken one is a bug upstream, so the whole
+    invocation fails (retried, then dead-lettered) rather than a KeyError in the batch utility.
+    What a sender controls, the text of a record's ``body``, is parsed record by record (that record fails alone).
+    """
+    if not isinstance(event, dict):
+        raise EventError(part, f"not an SQS batch (a JSON {type(event).__name__}, not an object)")
+    records = event.get("Records")
+    if not isinstance(records, list) or not records:  # Lambda never delivers an empty batch
+        raise EventError(f"{part}.Records", "is required (a non-empty list of SQS records)")
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise EventError(f"{part}.Records[{i}]", f"not an SQS record (a JSON {type(record).__name__}, not an object)")
+        if not isinstance(record.get("messageId"), str) or not record["messageId"]:
+            raise EventError(f"{part}.Records[{i}].messageId", "is required (the record's id, text)")
+        if not isinstance(record.get("body"), str):
+            raise EventError(f"{part}.Records[{i}].body", "is required (the message, text)")
