@@ -77,6 +77,21 @@ def on_schedule(keeper: Keeper, executor: Any, settle: Callable[[Any], list], ou
             "outcomes": {s: sum(1 for o in executor.outcomes if o.status == s) for s in sorted({o.status for o in executor.outcomes})}}
 
 
+def _timestamp(value: Any, part: str) -> str:
+    """A time in the invoking event (Config writes ISO 8601) as given, absent: now; anything else is an EventError naming it
+    (passed on unchecked, a list or a word failed PutEvaluations' parameter validation after the buckets were read)."""
+    if value is None or value == "":
+        return datetime.now(timezone.utc).isoformat()
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return value
+    raise EventError(part, f"not an ISO 8601 time ({type(value).__name__})")
+
+
 def on_config_rule(event: Any, keeper: Keeper, evaluations: Evaluations, log: Any) -> dict[str, Any]:
     model, invoking = parse_config_invocation(event)
     kind = invoking["messageType"]
@@ -95,7 +110,7 @@ def on_config_rule(event: Any, keeper: Keeper, evaluations: Evaluations, log: An
         results.append(evaluation(bucket, compliance, annotation, when))
 
     if kind == "ScheduledNotification":
-        when = invoking.get("notificationCreationTime") or datetime.now(timezone.utc).isoformat()
+        when = _timestamp(invoking.get("notificationCreationTime"), "event.invokingEvent.notificationCreationTime")
         for bucket in keeper.reader.names():
             judge(bucket, when)
     elif kind in ("ConfigurationItemChangeNotification", "OversizedConfigurationItemChangeNotification"):
@@ -105,7 +120,7 @@ def on_config_rule(event: Any, keeper: Keeper, evaluations: Evaluations, log: An
         bucket = item.get("resourceName") or item.get("resourceId")
         if not isinstance(bucket, str) or not bucket:
             raise EventError("event.invokingEvent.configurationItem.resourceId", "is required")
-        when = item.get("configurationItemCaptureTime") or datetime.now(timezone.utc).isoformat()
+        when = _timestamp(item.get("configurationItemCaptureTime"), "event.invokingEvent.configurationItem.configurationItemCaptureTime")
         if item.get("resourceType") != "AWS::S3::Bucket" or model.eventLeftScope or item.get("configurationItemStatus") in GONE:
             results.append(evaluation(bucket, "NOT_APPLICABLE", "not an existing S3 bucket in scope", when))
         else:
