@@ -28,8 +28,13 @@ class EventError(ValueError):
     """Malformed input. ``part`` names where (``record body.detail.bucket.name``)."""
 
     def __init__(self, part: str, problem: str):
-        self.part, self.problem = part, problem
-        super().__init__(f"{part}: {problem}")
+        # bounded: the problem may quote the input (a 400,000-character value must not become a log line or a DLQ reason)
+        self.part, self.problem = _bounded(part, 200), _bounded(problem, 300)
+        super().__init__(f"{self.part}: {self.problem}")
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 30]}... ({len(text)} characters)"
 
 
 @cache
@@ -65,10 +70,10 @@ def _models() -> dict[str, Any]:
         model_config = ConfigDict(extra="allow")
         invokingEvent: str  # noqa: N815 - JSON text
         ruleParameters: str | None = None  # noqa: N815
-        resultToken: str  # noqa: N815
+        resultToken: str = Field(min_length=1)  # noqa: N815
         eventLeftScope: bool = False  # noqa: N815
-        configRuleName: str  # noqa: N815
-        accountId: str  # noqa: N815
+        configRuleName: str = Field(min_length=1)  # noqa: N815
+        accountId: str = Field(min_length=1)  # noqa: N815
 
     return {
         OBJECT_CREATED: ObjectCreatedModel,
