@@ -98,9 +98,32 @@ def _validate(model: Any, data: Any, part: str) -> Any:
         raise EventError(f"{part}.{loc}" if loc else part, _message(err) + extra) from None
 
 
+def check_text(value: Any, part: str) -> None:
+    """Every string in ``value`` is text: JSON's ``\\ud800`` escapes decode to lone UTF-16 surrogates, which no
+    model, finding or AWS call can carry (they failed a Finding's validation deep in a function, an untyped error).
+    Iterative, not recursive: a value may be nested as deep as its parser allowed."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if v.__class__ is str:
+            if not v.isascii():
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise EventError(part, "contains a lone UTF-16 surrogate (\\ud800-\\udfff): not text") from None
+        elif isinstance(v, dict):
+            stack.extend(v)
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, str):  # a str subclass
+            stack.append(str(v))
+
+
 def load_json(body: Any, part: str = "record body") -> Any:
-    """JSON text (or bytes) to a value; already-parsed values pass through."""
+    """JSON text (or bytes) to a value; already-parsed values pass through. Either way, every string in it is text."""
     if isinstance(body, (dict, list)):
+        check_text(body, part)
         return body
     if isinstance(body, bytes):
         try:
@@ -110,13 +133,15 @@ def load_json(body: Any, part: str = "record body") -> Any:
     if not isinstance(body, str):
         raise EventError(part, f"expected JSON text, got {type(body).__name__}")
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except json.JSONDecodeError as exc:
         raise EventError(part, f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise EventError(part, "not an event (JSON nested too deeply)") from None
     except ValueError as exc:  # a number too long to convert, ...
         raise EventError(part, f"not an event ({str(exc)[:120]})") from None
+    check_text(data, part)
+    return data
 
 
 def parse_eventbridge(body: Any, accept: tuple[str, ...], part: str = "record body") -> Any:
@@ -141,6 +166,7 @@ def parse_config_invocation(event: Any, part: str = "event") -> tuple[Any, dict[
     """An AWS Config rule invocation and its decoded ``invokingEvent``."""
     if not isinstance(event, dict):
         raise EventError(part, "not an AWS Config rule invocation (not a JSON object)")
+    check_text(event, part)
     model = _validate(_models()["config"], event, part)
     invoking = load_json(model.invokingEvent, f"{part}.invokingEvent")
     if not isinstance(invoking, dict) or not isinstance(invoking.get("messageType"), str):
