@@ -4,6 +4,7 @@
 #   make bench   - the performance figures (bench/)
 #   make help    - every target, one line each
 #   make property - the retention sweep planner's safety property over 10,000 generated bucket states
+#   make fuzz    - malformed events against every function, 10,000 Hypothesis examples per property
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 SAM_VENV := .venv-sam
@@ -11,7 +12,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test bench property build validate clean help
+.PHONY: demo test bench property fuzz build validate clean help
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,11 @@ bench: $(VENV)/.installed ## the performance figures (bench/)
 
 property: $(VENV)/.installed ## the retention sweep planner's safety property over 10,000 generated bucket states
 	STAGEWARDEN_SWEEP_EXAMPLES=10000 $(VENV)/bin/pytest tests/unit/retention/test_property.py -p no:cacheprovider --hypothesis-show-statistics
+
+# FUZZ_EXAMPLES=n for another count; FUZZ_ONLY=TestPolicyGuard (a pytest -k expression) for some functions only
+fuzz: $(VENV)/.installed ## malformed events against every function: 10,000 Hypothesis examples per property (README: Tests)
+	STAGEWARDEN_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),10000) $(VENV)/bin/pytest tests/hardening/test_fuzz.py -p no:cacheprovider \
+		--hypothesis-show-statistics $(if $(FUZZ_ONLY),-k "$(FUZZ_ONLY)")
 
 validate: $(SAM_VENV)/.installed ## sam validate --lint on template.yaml
 	$(SAM_VENV)/bin/sam validate --lint
