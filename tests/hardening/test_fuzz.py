@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
 import uuid
 from datetime import datetime, timezone
 from contextlib import ExitStack
@@ -57,6 +58,10 @@ class Deployed:
         self.state.parameters["DefaultRemediationMode"] = "enforce"  # remediation would be visible, not a dry-run line
         seed_policy_in_process(self.state, ROOT / "policy.example.yaml")
         self.spec = function_spec(ROOT / "template.yaml", logical_id, self.state, env)
+        # the function's modules as other test modules imported them (at collection): put back on close, or their
+        # classes (warden.rules.Refused...) would differ from the ones a later fresh import raises
+        package = module.split(".", 1)[0]
+        self._modules = {k: v for k, v in sys.modules.items() if k == package or k.startswith(package + ".")}
         self._exit = ExitStack()
         self._exit.enter_context(_lambda_process(self.spec, {"POWERTOOLS_METRICS_DISABLED": "true"}))
         self.module = importlib.import_module(module)
@@ -105,6 +110,7 @@ class Deployed:
 
         logger.setLevel(self._level)
         self._exit.close()
+        sys.modules.update(self._modules)
 
 
 def deployed_fixture(logical_id: str, module: str, setup: Callable[[Deployed], None] | None = None):
