@@ -452,6 +452,8 @@ class TestAlerts:
     @given(body=st.one_of(fs.malformed_body(ALERT), st.builds(
         lambda m: json.dumps({"Type": "Notification", "Message": m, "TopicArn": "arn:aws:sns:us-east-1:1:t"}),
         fs.malformed_body(ALERT))))
+    @example(body=json.dumps({**ALERT, "dedup_key": "fuzz:sessions-true",  # found by make fuzz: TypeError in render/asff
+                              "evidence": {**ALERT["evidence"], "session_names": True}}))
     def test_malformed_findings_fail_typed_and_deliver_nothing(self, courier, body) -> None:
         check_sqs_record(courier, body)
 
