@@ -56,10 +56,11 @@ def bucket_event(event: Any) -> tuple[str, str, str | None]:
     name = detail["eventName"]
     if name not in EVENTS:
         raise EventError("event.detail.eventName", f"unsupported {name[:80]!r} (expected one of {', '.join(EVENTS)})")
-    bucket = (detail.get("requestParameters") or {}).get("bucketName")
+    params, identity = detail.get("requestParameters"), detail.get("userIdentity")
+    bucket = params.get("bucketName") if isinstance(params, dict) else None  # a list or a string here: not a bucket event
     if not isinstance(bucket, str) or not bucket:
         raise EventError("event.detail.requestParameters.bucketName", "is required")
-    principal = (detail.get("userIdentity") or {}).get("arn")
+    principal = identity.get("arn") if isinstance(identity, dict) else None
     return bucket, name, principal if isinstance(principal, str) else None
 
 
