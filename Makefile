@@ -5,6 +5,7 @@
 #   make security - checkov over template.yaml and its SAM translation (pinned, its own venv)
 #   make help    - every target, one line each
 #   make property - the retention sweep planner's safety property over 10,000 generated bucket states
+#   make fuzz    - malformed events against every function, 10,000 Hypothesis examples per property
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 SAM_VENV := .venv-sam
@@ -13,7 +14,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo test bench property build validate security clean help
+.PHONY: demo test bench property fuzz build validate security clean help
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,11 @@ property: $(VENV)/.installed ## the retention sweep planner's safety property ov
 
 security: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## checkov over template.yaml and its SAM translation; skips only in place, with reasons
 	STAGEWARDEN_REQUIRE_CHECKOV=1 STAGEWARDEN_CHECKOV=$(CHECKOV_VENV)/bin/checkov $(VENV)/bin/pytest tests/template/test_security_scan.py -p no:cacheprovider -q
+
+# FUZZ_EXAMPLES=n for another count; FUZZ_ONLY=TestPolicyGuard (a pytest -k expression) for some functions only
+fuzz: $(VENV)/.installed ## malformed events against every function: 10,000 Hypothesis examples per property (README: Tests)
+	ulimit -v 8000000; STAGEWARDEN_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),10000) $(VENV)/bin/pytest tests/hardening/test_fuzz.py -p no:cacheprovider \
+		--hypothesis-show-statistics $(if $(FUZZ_ONLY),-k "$(FUZZ_ONLY)")
 
 validate: $(SAM_VENV)/.installed ## sam validate --lint on template.yaml
 	$(SAM_VENV)/bin/sam validate --lint

@@ -89,7 +89,8 @@ def to_asff(finding: Finding, *, account: str, region: str, partition: str = "aw
     }
     if finding.principal:
         product_fields["stagewarden/principal"] = finding.principal[:1000]
-    sessions = finding.evidence.get("session_names") or []
+    raw = finding.evidence.get("session_names") or []
+    sessions = [str(s) for s in raw] if isinstance(raw, list) else [str(raw)]  # evidence is any JSON a publisher sent
     if sessions:
         product_fields["stagewarden/sessions"] = _bounded(", ".join(map(str, sessions)), 1000)
     out: dict[str, Any] = {

@@ -80,11 +80,18 @@ def console_links(finding: Finding, region: str) -> list[tuple[str, str]]:
     return links
 
 
+def _texts(value: object) -> list[str]:
+    """A list of strings out of evidence, which is any JSON a publisher sent (``true`` where a list was expected)."""
+    if not value:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
 def principal_line(finding: Finding) -> str:
     if not finding.principal:
         return "-"
     short = finding.principal.rsplit("/", 1)[-1] if "/" in finding.principal else finding.principal
-    sessions = finding.evidence.get("session_names") or []
+    sessions = _texts(finding.evidence.get("session_names"))
     line = _code(short)
     if sessions:
         shown = ", ".join(escape(s) for s in list(sessions)[:3]) + (f" (+{len(sessions) - 3})" if len(sessions) > 3 else "")

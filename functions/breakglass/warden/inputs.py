@@ -13,7 +13,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from stage_policy.events import EventError
+from stage_policy.events import EventError, check_text
 from stage_policy.settings import SettingsError
 
 EXPIRE = "breakglass-expire"
@@ -78,6 +78,7 @@ def parse_trigger(event: Any) -> Trigger:
 
     if not isinstance(event, dict):
         raise EventError("event", f"not a Scheduler payload (a JSON {type(event).__name__}, not an object)")
+    check_text(event, "event")
     try:
         trigger = Trigger.model_validate(event)
     except ValidationError as exc:

@@ -179,7 +179,10 @@ def iter_batches(fileobj: BinaryIO, stats: ReadStats | None = None,
 
 def _first_line(exc: BaseException) -> str:
     """The parser's words without the text it quotes (yajl's second line echoes the JSON around the error)."""
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    message = exc.args[0] if exc.args else ""
+    if isinstance(message, bytes):  # yajl's message is bytes: str() of it is one b'...' line, quoted file text included
+        message = message.decode("utf-8", "replace")
+    return (str(message).splitlines() or [type(exc).__name__])[0][:200]
 
 
 def _prepend(first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
@@ -333,6 +336,8 @@ def _ijson(chunks: Iterator[bytes], stats: ReadStats, prefix: str) -> Iterator[l
         stats.issue("truncated", f"the JSON ends early or breaks off ({_first_line(exc)}); records after this point were not read")
     except ijson.common.JSONError as exc:
         stats.issue("malformed-record", f"invalid JSON ({_first_line(exc)}); records after this point were not read")
+    except UnicodeDecodeError as exc:  # ijson decodes as it goes: bytes that are not UTF-8 end the file, not the batch
+        stats.issue("malformed-record", f"not UTF-8 text at byte {exc.start} of a chunk; records after this point were not read")
     if batch:
         stats.records += len(batch)
         stats.batches += 1

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from keeper.actions import ACTIONS
-from keeper.paths import as_of, is_config_invocation, on_bucket_event, on_config_rule, on_schedule, parse
+from keeper.paths import as_of, bucket_event, is_config_invocation, on_bucket_event, on_config_rule, on_schedule, parse
 from keeper.ports import BucketReader, Evaluations, LockReader, SweepMarkers, VersionLister
 from keeper.posture import ACTIONS as POSTURE_ACTIONS
 from keeper.posture import AccountBlockReader, PostureReader
@@ -68,6 +68,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     work = keeper(policy, as_of(parsed.time), account_of(parsed, context))
 
     if parsed.detail_type == API_CALL:
+        bucket_event(parsed)  # an unsupported or bucketless event: EventError before any write (a replay record included)
         return rt.once(f"api#{parsed.detail.eventID or parsed.id}", lambda: on_bucket_event(parsed, work, executor, act))
     margin_ms = settings().sweep_margin_seconds * 1000
     out_of_time = (lambda: context.get_remaining_time_in_millis() < margin_ms) if context is not None else (lambda: False)

@@ -85,6 +85,21 @@ def on_schedule(keeper: Keeper, executor: Any, settle: Callable[[Any], list], ou
             "outcomes": {s: sum(1 for o in executor.outcomes if o.status == s) for s in sorted({o.status for o in executor.outcomes})}}
 
 
+def _timestamp(value: Any, part: str) -> str:
+    """A time in the invoking event (Config writes ISO 8601) as given, absent: now; anything else is an EventError naming it
+    (passed on unchecked, a list or a word failed PutEvaluations' parameter validation after the buckets were read)."""
+    if value is None or value == "":
+        return datetime.now(timezone.utc).isoformat()
+    if isinstance(value, str):
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return value
+    raise EventError(part, f"not an ISO 8601 time ({type(value).__name__})")
+
+
 def on_config_rule(event: Any, keeper: Keeper, evaluations: Evaluations, log: Any,
                    remediate: Callable[[list[Any]], list] | None = None) -> dict[str, Any]:
     """Evaluations first (PutEvaluations); then, with ``remediate``, the posture decisions are settled."""
@@ -107,7 +122,7 @@ def on_config_rule(event: Any, keeper: Keeper, evaluations: Evaluations, log: An
         posture.extend(d for d in decisions if d.finding is not None and d.finding.rule.startswith("posture."))
 
     if kind == "ScheduledNotification":
-        when = invoking.get("notificationCreationTime") or datetime.now(timezone.utc).isoformat()
+        when = _timestamp(invoking.get("notificationCreationTime"), "event.invokingEvent.notificationCreationTime")
         for bucket in keeper.reader.names():
             judge(bucket, when)
     elif kind in ("ConfigurationItemChangeNotification", "OversizedConfigurationItemChangeNotification"):
@@ -117,7 +132,7 @@ def on_config_rule(event: Any, keeper: Keeper, evaluations: Evaluations, log: An
         bucket = item.get("resourceName") or item.get("resourceId")
         if not isinstance(bucket, str) or not bucket:
             raise EventError("event.invokingEvent.configurationItem.resourceId", "is required")
-        when = item.get("configurationItemCaptureTime") or datetime.now(timezone.utc).isoformat()
+        when = _timestamp(item.get("configurationItemCaptureTime"), "event.invokingEvent.configurationItem.configurationItemCaptureTime")
         if item.get("resourceType") != "AWS::S3::Bucket" or model.eventLeftScope or item.get("configurationItemStatus") in GONE:
             results.append(evaluation(bucket, "NOT_APPLICABLE", "not an existing S3 bucket in scope", when))
         else:

@@ -28,8 +28,13 @@ class EventError(ValueError):
     """Malformed input. ``part`` names where (``record body.detail.bucket.name``)."""
 
     def __init__(self, part: str, problem: str):
-        self.part, self.problem = part, problem
-        super().__init__(f"{part}: {problem}")
+        # bounded: the problem may quote the input (a 400,000-character value must not become a log line or a DLQ reason)
+        self.part, self.problem = _bounded(part, 200), _bounded(problem, 300)
+        super().__init__(f"{self.part}: {self.problem}")
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 30]}... ({len(text)} characters)"
 
 
 @cache
@@ -65,10 +70,10 @@ def _models() -> dict[str, Any]:
         model_config = ConfigDict(extra="allow")
         invokingEvent: str  # noqa: N815 - JSON text
         ruleParameters: str | None = None  # noqa: N815
-        resultToken: str  # noqa: N815
+        resultToken: str = Field(min_length=1)  # noqa: N815
         eventLeftScope: bool = False  # noqa: N815
-        configRuleName: str  # noqa: N815
-        accountId: str  # noqa: N815
+        configRuleName: str = Field(min_length=1)  # noqa: N815
+        accountId: str = Field(min_length=1)  # noqa: N815
 
     return {
         OBJECT_CREATED: ObjectCreatedModel,
@@ -93,9 +98,32 @@ def _validate(model: Any, data: Any, part: str) -> Any:
         raise EventError(f"{part}.{loc}" if loc else part, _message(err) + extra) from None
 
 
+def check_text(value: Any, part: str) -> None:
+    """Every string in ``value`` is text: JSON's ``\\ud800`` escapes decode to lone UTF-16 surrogates, which no
+    model, finding or AWS call can carry (they failed a Finding's validation deep in a function, an untyped error).
+    Iterative, not recursive: a value may be nested as deep as its parser allowed."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if v.__class__ is str:
+            if not v.isascii():
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise EventError(part, "contains a lone UTF-16 surrogate (\\ud800-\\udfff): not text") from None
+        elif isinstance(v, dict):
+            stack.extend(v)
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, str):  # a str subclass
+            stack.append(str(v))
+
+
 def load_json(body: Any, part: str = "record body") -> Any:
-    """JSON text (or bytes) to a value; already-parsed values pass through."""
+    """JSON text (or bytes) to a value; already-parsed values pass through. Either way, every string in it is text."""
     if isinstance(body, (dict, list)):
+        check_text(body, part)
         return body
     if isinstance(body, bytes):
         try:
@@ -105,13 +133,15 @@ def load_json(body: Any, part: str = "record body") -> Any:
     if not isinstance(body, str):
         raise EventError(part, f"expected JSON text, got {type(body).__name__}")
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except json.JSONDecodeError as exc:
         raise EventError(part, f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise EventError(part, "not an event (JSON nested too deeply)") from None
     except ValueError as exc:  # a number too long to convert, ...
         raise EventError(part, f"not an event ({str(exc)[:120]})") from None
+    check_text(data, part)
+    return data
 
 
 def parse_eventbridge(body: Any, accept: tuple[str, ...], part: str = "record body") -> Any:
@@ -136,8 +166,30 @@ def parse_config_invocation(event: Any, part: str = "event") -> tuple[Any, dict[
     """An AWS Config rule invocation and its decoded ``invokingEvent``."""
     if not isinstance(event, dict):
         raise EventError(part, "not an AWS Config rule invocation (not a JSON object)")
+    check_text(event, part)
     model = _validate(_models()["config"], event, part)
     invoking = load_json(model.invokingEvent, f"{part}.invokingEvent")
     if not isinstance(invoking, dict) or not isinstance(invoking.get("messageType"), str):
         raise EventError(f"{part}.invokingEvent.messageType", "is required")
     return model, invoking
+
+
+def check_sqs_batch(event: Any, part: str = "event") -> None:
+    """An SQS batch as Lambda's event source mapping delivers it, or EventError naming the broken part.
+
+    The envelope is Lambda's, not the sender's: a broken one is a bug upstream, so the whole
+    invocation fails (retried, then dead-lettered) rather than a KeyError in the batch utility.
+    What a sender controls, the text of a record's ``body``, is parsed record by record (that record fails alone).
+    """
+    if not isinstance(event, dict):
+        raise EventError(part, f"not an SQS batch (a JSON {type(event).__name__}, not an object)")
+    records = event.get("Records")
+    if not isinstance(records, list) or not records:  # Lambda never delivers an empty batch
+        raise EventError(f"{part}.Records", "is required (a non-empty list of SQS records)")
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise EventError(f"{part}.Records[{i}]", f"not an SQS record (a JSON {type(record).__name__}, not an object)")
+        if not isinstance(record.get("messageId"), str) or not record["messageId"]:
+            raise EventError(f"{part}.Records[{i}].messageId", "is required (the record's id, text)")
+        if not isinstance(record.get("body"), str):
+            raise EventError(f"{part}.Records[{i}].body", "is required (the message, text)")
