@@ -99,6 +99,9 @@ def _lambda_process(spec: FunctionSpec, extra_env: dict[str, str]) -> Iterator[N
     saved_env = dict(os.environ)
     saved_path = list(sys.path)
     local_modules = {p.stem for p in spec.code_dir.glob("*.py")} | {p.name for p in spec.code_dir.iterdir() if (p / "__init__.py").exists()}
+    # the function's modules as the caller had them (a test module's `from warden.rules import Refused`): put back
+    # afterwards, so the caller's classes stay the ones its later imports raise
+    saved_modules = {m: mod for m, mod in sys.modules.items() if m in local_modules or m.split(".", 1)[0] in local_modules}
     _fresh_container(local_modules)
     os.environ.update(extra_env)
     os.environ.update(spec.environment)
@@ -122,6 +125,7 @@ def _lambda_process(spec: FunctionSpec, extra_env: dict[str, str]) -> Iterator[N
         os.environ.update(saved_env)
         sys.path[:] = saved_path
         _fresh_container(local_modules)
+        sys.modules.update(saved_modules)
 
 
 def _fresh_container(local_modules: set[str]) -> None:
