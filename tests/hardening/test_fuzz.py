@@ -100,10 +100,10 @@ class Deployed:
         from stage_policy import keys
 
         table = self.spec.environment["STAGEWARDEN_STATE_TABLE"]
-        items = boto3.client("dynamodb").query(
+        pages = boto3.client("dynamodb").get_paginator("query").paginate(  # a query answers 1 MB a page: 10,000 runs pass it
             TableName=table, KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": keys.idempotency_pk(self.spec.name)}})["Items"]
-        return sum(1 for i in items if i.get("status", {}).get("S") == "COMPLETED")
+            ExpressionAttributeValues={":pk": {"S": keys.idempotency_pk(self.spec.name)}})
+        return sum(1 for page in pages for i in page["Items"] if i.get("status", {}).get("S") == "COMPLETED")
 
     def close(self) -> None:
         from stage_policy.observability import logger

@@ -13,6 +13,7 @@ lands in the dead-letter queue; nothing is remediated on malformed input.
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from typing import Any
 
@@ -159,7 +160,15 @@ def parse_eventbridge(body: Any, accept: tuple[str, ...], part: str = "record bo
     if detail_type not in accept:
         wanted = " or ".join(repr(a) for a in accept)
         raise EventError(f"{part}.detail-type", f"unsupported {detail_type[:80]!r} (expected {wanted})")
-    return _validate(_models()[detail_type], data, part)
+    event = _validate(_models()[detail_type], data, part)
+    if detail_type == OBJECT_CREATED and not _BUCKET_NAME.fullmatch(event.detail.bucket.name):
+        # botocore refuses such a name before any request (ParamValidationError): say which part, as for any bad input
+        raise EventError(f"{part}.detail.bucket.name", f"not an S3 bucket name: {_bounded(event.detail.bucket.name, 80)!r}")
+    return event
+
+
+#: S3's rule for bucket names (3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end)
+_BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 def parse_config_invocation(event: Any, part: str = "event") -> tuple[Any, dict[str, Any]]:

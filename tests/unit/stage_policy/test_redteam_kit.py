@@ -110,3 +110,15 @@ def test_repeats_with_the_same_outcome_stay_one_alert_and_each_change_is_one_mor
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
     outcomes = [json.loads(m["Body"])["evidence"]["outcome"] for m in messages]
     assert outcomes == ["failed", "done", "failed"]
+
+
+@pytest.mark.parametrize("name", ["A" * 10_000, "Acme-Lab", "ab", "-lab-", "lab/data"])
+def test_an_object_created_event_naming_no_possible_bucket_is_an_event_error_naming_the_part(name) -> None:
+    # found by the fuzz run: botocore refused the name with an untyped ParamValidationError before any request
+    event = {"version": "0", "id": "e", "detail-type": OBJECT_CREATED, "source": "aws.s3", "account": "123456789012",
+             "time": "2026-11-22T09:00:00Z", "region": "us-east-1", "resources": [],
+             "detail": {"version": "0", "bucket": {"name": name}, "object": {"key": "k", "size": 1, "etag": "e"},
+                        "request-id": "r", "requester": "123456789012", "reason": "PutObject"}}
+    with pytest.raises(EventError) as caught:
+        parse_eventbridge(json.dumps(event), (OBJECT_CREATED,))
+    assert caught.value.part == "record body.detail.bucket.name" and len(str(caught.value)) < 300
