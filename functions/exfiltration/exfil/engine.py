@@ -50,6 +50,8 @@ MALFORMED_INDEXES = 100
 #: With windows in memory (the scanner), prune an identity's window after this many minutes of its reads: memory
 #: stays bounded, and ``total`` (which decides whether to look closer) spans at most a day plus this.
 PRUNE_MINUTES = 360
+#: A file's reads by one identity spanning more than this are peaked over the minutes with reads only (bounded work)
+MAX_SPAN_MINUTES = 1440
 _EMPTY: dict[str, Any] = {}
 _MISSING = object()
 READS = frozenset({"GetObject", "SelectObjectContent", "GetObjectTorrent"})
@@ -138,12 +140,17 @@ class _InstanceUse:
                 values.add(str(value))
 
 
+#: minutes of 0001-01-01T00:00Z and 9999-12-31T23:59Z: a window ending past them (a record dated 9999-12-31T23:59)
+#: is shown at the edge instead of failing the file with "year 10000 is out of range"
+_FIRST_MINUTE, _LAST_MINUTE = -62135596800 // 60, 253402300740 // 60
+
+
 def _iso(minute: int) -> str:
-    return datetime.fromtimestamp(minute * 60, timezone.utc).strftime("%Y-%m-%dT%H:%M:00Z")
+    return _dt(minute).strftime("%Y-%m-%dT%H:%M:00Z")
 
 
 def _dt(minute: int) -> datetime:
-    return datetime.fromtimestamp(minute * 60, timezone.utc)
+    return datetime.fromtimestamp(min(max(minute, _FIRST_MINUTE), _LAST_MINUTE) * 60, timezone.utc)
 
 
 class Detector:
@@ -537,7 +544,12 @@ class Detector:
         new_tools: list[str] = []
         known_tools: list[str] = []
         if state is not None:
-            touched = range(agg.first, agg.last + 1)
+            touched: Any = range(agg.first, agg.last + 1)
+            if agg.last - agg.first > MAX_SPAN_MINUTES:
+                # a file whose records span more than a day (a hostile or broken log: one record dated 9999) would have
+                # every minute between looked at (billions); the heaviest window always ends at a minute with reads
+                touched = sorted({m for m in state.minutes if agg.first <= m <= agg.last}
+                                 | {h * 60 for h in state.hours if agg.first // 60 <= h <= agg.last // 60})
             peak = state.window_peak(touched, ex.window_minutes)
             if peak[2] > ex.max_objects or peak[3] > ex.max_bytes:
                 peaks["window"] = peak

@@ -674,3 +674,29 @@ def test_in_an_organisation_trail_another_accounts_bucket_policy_is_alerted_not_
 
     assert elsewhere.actions == [] and "in account 210987654321, not this account" in elsewhere.note
     assert [a.kind for a in here.actions] == ["revert-bucket-policy"]
+
+
+@pytest.mark.parametrize("when", ["9999-12-31T23:59:00Z", "1000-01-01T00:00:00Z"])
+def test_one_record_dated_centuries_away_neither_hides_a_download_nor_makes_the_file_unbounded_work(when, monkeypatch) -> None:
+    # Given a bulk download and, in the same file, one more read by the same session dated centuries away
+    # (a broken or hostile log): the window peak used to look at every minute between (billions), the day peak
+    # built a set of every hour between (the 24 GB the fuzz run hit)
+    from exfil import windows
+
+    looked_at: list[int] = []
+    original = windows.worst_window
+
+    def counting(slots, touched, width):
+        touched = list(touched)
+        looked_at.append(len(touched))
+        return original(slots, touched, width)
+
+    monkeypatch.setattr(windows, "worst_window", counting)
+    records = download(1500)
+    odd = dict(records[-1], eventTime=when, requestParameters={**records[-1]["requestParameters"], "key": "odd/one"})
+
+    decisions = run(records + [odd])
+
+    # Then the download is found as without it, and the peaks looked at the minutes with reads only
+    assert "exfil.bulk-download" in [d.finding.rule for d in decisions]
+    assert looked_at and max(looked_at) <= 10
