@@ -111,6 +111,11 @@ class Deployed:
         logger.setLevel(self._level)
         self._exit.close()
         sys.modules.update(self._modules)
+        # Powertools keeps metrics in a process-wide set until a handler flushes it: the fuzzed invocations that raised
+        # before their flush would otherwise print their metrics into a later test's output
+        from aws_lambda_powertools import Metrics
+
+        Metrics().clear_metrics()
 
 
 def deployed_fixture(logical_id: str, module: str, setup: Callable[[Deployed], None] | None = None):
