@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +39,12 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     _offline(monkeypatch)
+    # Powertools keeps metrics in a process-wide set until a handler flushes them: an earlier test's invocation that
+    # raised before its flush must not print its metrics into this test's output
+    if "aws_lambda_powertools.metrics" in sys.modules:
+        from aws_lambda_powertools import Metrics
+
+        Metrics().clear_metrics()
 
 
 @pytest.fixture
