@@ -161,10 +161,61 @@ def parse_eventbridge(body: Any, accept: tuple[str, ...], part: str = "record bo
         wanted = " or ".join(repr(a) for a in accept)
         raise EventError(f"{part}.detail-type", f"unsupported {detail_type[:80]!r} (expected {wanted})")
     event = _validate(_models()[detail_type], data, part)
+    if detail_type in (API_CALL, SIGN_IN):
+        check_cloudtrail_shape(data["detail"], f"{part}.detail")
     if detail_type == OBJECT_CREATED and not _BUCKET_NAME.fullmatch(event.detail.bucket.name):
         # botocore refuses such a name before any request (ParamValidationError): say which part, as for any bad input
         raise EventError(f"{part}.detail.bucket.name", f"not an S3 bucket name: {_bounded(event.detail.bucket.name, 80)!r}")
     return event
+
+
+#: The CloudTrail fields a guardrail reads, with the JSON type CloudTrail gives each (null is accepted for all): a
+#: record whose field has another shape (an object serialised into a string, a list for an object) is rejected here,
+#: naming the field, instead of failing with an AttributeError deep in a function that chained ``.get`` on it.
+_CLOUDTRAIL_SHAPE: tuple[tuple[tuple[str, ...], type], ...] = tuple(
+    (tuple(path.split(".")), kind) for path, kind in {
+        "userIdentity": dict, "userIdentity.type": str, "userIdentity.arn": str, "userIdentity.principalId": str,
+        "userIdentity.accountId": str, "userIdentity.accessKeyId": str, "userIdentity.userName": str,
+        "userIdentity.invokedBy": str, "userIdentity.sourceIdentity": str,
+        "userIdentity.sessionContext": dict, "userIdentity.sessionContext.sessionIssuer": dict,
+        "userIdentity.sessionContext.sessionIssuer.arn": str, "userIdentity.sessionContext.sessionIssuer.type": str,
+        "userIdentity.sessionContext.sessionIssuer.userName": str,
+        "userIdentity.sessionContext.sessionIssuer.principalId": str,
+        "userIdentity.sessionContext.attributes": dict, "userIdentity.sessionContext.sourceIdentity": str,
+        "userIdentity.sessionContext.webIdFederationData": dict,
+        "requestParameters": dict, "requestParameters.roleArn": str, "requestParameters.roleName": str,
+        "requestParameters.roleSessionName": str, "requestParameters.bucketName": str,
+        "responseElements": dict, "responseElements.assumedRoleUser": dict,
+        "responseElements.assumedRoleUser.assumedRoleId": str, "responseElements.assumedRoleUser.arn": str,
+        "responseElements.credentials": dict, "responseElements.credentials.accessKeyId": str,
+        "additionalEventData": dict, "sourceIPAddress": str, "userAgent": str, "errorCode": str, "errorMessage": str,
+        "recipientAccountId": str, "awsRegion": str, "eventType": str,
+    }.items())
+_JSON_TYPE = {dict: "an object", str: "a string", list: "an array"}
+
+
+def check_cloudtrail_shape(detail: dict[str, Any], part: str = "record body.detail") -> None:
+    """Every CloudTrail field a guardrail reads has CloudTrail's type, or is null/absent; else an EventError naming it.
+    IAM's ``requestParameters.tags`` (TagRole, CreateRole) is an array of ``{key, value}`` objects; other services
+    log their tags as a map (Lambda, CloudWatch Logs), which no guardrail reads, so only IAM's are checked."""
+    for path, kind in _CLOUDTRAIL_SHAPE:
+        value: Any = detail
+        for key in path:
+            if not isinstance(value, dict):
+                break  # a parent that is absent or null (a parent of another type was reported at its own path)
+            value = value.get(key)
+        else:
+            if value is not None and not isinstance(value, kind):
+                raise EventError(f"{part}.{'.'.join(path)}", f"must be {_JSON_TYPE[kind]} or null, not {_json_type(value)}")
+    params = detail.get("requestParameters")
+    tags = params.get("tags") if isinstance(params, dict) and detail.get("eventSource") == "iam.amazonaws.com" else None
+    if tags is not None and not (isinstance(tags, list) and all(isinstance(t, dict) for t in tags)):
+        raise EventError(f"{part}.requestParameters.tags", "must be an array of objects or null")
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
 
 
 #: S3's rule for bucket names (3-63 lowercase letters, digits, dots and hyphens, a letter or digit at each end)

@@ -110,6 +110,34 @@ def test_a_malformed_record_fails_alone(world) -> None:
     assert [f["rule"] for f in world.findings()] == ["breakglass.unapproved"]
 
 
+@pytest.mark.parametrize("sample, path, value", [
+    # found by the fuzzing property (CI, 2026-12-02): an object serialised into a string crashed caller_of with an
+    # AttributeError ("'str' object has no attribute 'get'") instead of a typed rejection naming the field
+    ("assume_role_unapproved", ("userIdentity", "sessionContext"), "json"),
+    ("assume_role_unapproved", ("responseElements", "assumedRoleUser"), "json"),
+    ("assume_role_unapproved", ("requestParameters",), "json"),
+    ("tag_role_self_approved", ("requestParameters", "tags"), "json"),
+    ("tag_role_self_approved", ("requestParameters", "tags"), ["Approver"]),
+    ("console_login", ("sourceIPAddress",), {"S": "198.51.100.23"}),
+])
+def test_a_record_whose_field_has_another_shape_fails_alone_naming_it(world, sample, path, value) -> None:
+    good = sqs_sample("console_login")["Records"][0]
+    record = sqs_sample(sample)["Records"][0]
+    body = json.loads(record["body"])
+    parent = body["detail"]
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = json.dumps(parent[path[-1]]) if value == "json" else value
+    bad = {**record, "messageId": "odd-1", "body": json.dumps(body)}
+
+    result = run(world.stack, {"Records": [bad, good]})
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "odd-1"}]}
+    findings = world.findings()  # the good record's only: nothing decided on the odd one
+    assert [(f["rule"], f["evidence"]["event_id"]) for f in findings] == [
+        ("breakglass.unapproved", json.loads(good["body"])["detail"]["eventID"])]
+
+
 def test_a_redelivered_event_neither_reacts_nor_realerts(world) -> None:
     run(world.stack, sqs_sample("console_login"))
     first = world.findings()

@@ -307,3 +307,47 @@ def test_actions_carrying_documents_have_an_identity() -> None:
     b = PutRules("b", rules=({"Filter": {"Prefix": "raw/"}, "ID": "x"},))
     c = PutRules("b", rules=({"ID": "y"},))
     assert a.identity() == b.identity() != c.identity() and hash(a.identity())
+
+
+def test_every_corpus_record_has_the_shape_the_guardrails_read(corpus) -> None:
+    """The real CloudTrail corpus (2,900 records, many services) passes the shape check: it rejects only what CloudTrail
+    does not write (Lambda and CloudWatch Logs log ``requestParameters.tags`` as a map, IAM as an array: both pass)."""
+    from stage_policy.events import check_cloudtrail_shape
+
+    records = [r for f in sorted(corpus.glob("*.json")) for r in json.loads(f.read_text())["Records"]]
+    for record in records:
+        check_cloudtrail_shape(record)
+    assert len(records) == 2900 and any(isinstance((r.get("requestParameters") or {}).get("tags"), dict) for r in records)
+
+
+@pytest.mark.parametrize("path, value, problem", [
+    ("userIdentity.sessionContext", '{"sessionIssuer": {}}', "must be an object or null, not a string"),
+    ("userIdentity", ["AssumedRole"], "must be an object or null, not an array"),
+    ("userIdentity.arn", {"S": "arn:aws:iam::1:user/a"}, "must be a string or null, not an object"),
+    ("requestParameters", "bucketName=x", "must be an object or null, not a string"),
+    ("responseElements.assumedRoleUser", 7, "must be an object or null, not a number"),
+    ("sourceIPAddress", {"S": "198.51.100.23"}, "must be a string or null, not an object"),
+    ("errorCode", True, "must be a string or null, not a boolean"),
+])
+def test_a_cloudtrail_field_of_another_shape_is_rejected_naming_it(path, value, problem) -> None:
+    call = json.loads(sample("exfiltration/mgmt_delete_trail.sqs.json")["Records"][0]["body"])
+    parent = call["detail"]
+    *parents, leaf = path.split(".")
+    for key in parents:
+        if parent.get(key) is None:  # DeleteTrail's responseElements is null
+            parent[key] = {}
+        parent = parent[key]
+    parent[leaf] = value
+    with pytest.raises(EventError) as caught:
+        parse_eventbridge(call, (API_CALL,))
+    assert (caught.value.part, caught.value.problem) == (f"record body.detail.{path}", problem)
+
+
+def test_iam_tags_must_be_an_array_of_objects_other_services_tags_are_not_read() -> None:
+    call = json.loads(sample("exfiltration/mgmt_delete_trail.sqs.json")["Records"][0]["body"])
+    call["detail"]["requestParameters"] = {"roleName": "r", "tags": ["Approver"]}
+    call["detail"]["eventSource"] = "lambda.amazonaws.com"
+    parse_eventbridge(call, (API_CALL,))  # not IAM's: not read, not checked
+    call["detail"]["eventSource"] = "iam.amazonaws.com"
+    with pytest.raises(EventError, match=r"^record body\.detail\.requestParameters\.tags: must be an array of objects"):
+        parse_eventbridge(call, (API_CALL,))
