@@ -48,7 +48,8 @@ def build(policy: Policy, executor: Executor, context: LambdaContext) -> Warden:
 
 
 def record_handler(record: SQSRecord, warden: Warden) -> dict[str, Any]:
-    event = parse_eventbridge(record.body, (API_CALL, SIGN_IN))  # malformed: this record fails, the rest go on
+    # malformed, or a field break glass reads of another shape: this record fails (dead-lettered), the rest go on
+    event = parse_eventbridge(record.body, (API_CALL, SIGN_IN), cloudtrail_shape=True)
     detail = event.detail.model_dump()
     return rt.once(f"api#{event.detail.eventID or event.id}", lambda: warden.on_event(detail, wall_clock()))
 

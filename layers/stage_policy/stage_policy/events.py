@@ -145,8 +145,12 @@ def load_json(body: Any, part: str = "record body") -> Any:
     return data
 
 
-def parse_eventbridge(body: Any, accept: tuple[str, ...], part: str = "record body") -> Any:
+def parse_eventbridge(body: Any, accept: tuple[str, ...], part: str = "record body", *, cloudtrail_shape: bool = False) -> Any:
     """An EventBridge event of one of the ``accept``-ed detail types, as its typed model.
+
+    ``cloudtrail_shape``: a CloudTrail record must also pass :func:`check_cloudtrail_shape` (break glass, whose
+    decisions read deep into the record). Retention's posture reconcile and the exfiltration detector take odd
+    records on purpose: the first re-reads the named bucket whatever the rest says, the second reports them.
 
     The result's ``detail_type`` tells which; for API calls ``detail`` keeps every
     CloudTrail field (``detail.model_dump()``).
@@ -161,7 +165,7 @@ def parse_eventbridge(body: Any, accept: tuple[str, ...], part: str = "record bo
         wanted = " or ".join(repr(a) for a in accept)
         raise EventError(f"{part}.detail-type", f"unsupported {detail_type[:80]!r} (expected {wanted})")
     event = _validate(_models()[detail_type], data, part)
-    if detail_type in (API_CALL, SIGN_IN):
+    if cloudtrail_shape and detail_type in (API_CALL, SIGN_IN):
         check_cloudtrail_shape(data["detail"], f"{part}.detail")
     if detail_type == OBJECT_CREATED and not _BUCKET_NAME.fullmatch(event.detail.bucket.name):
         # botocore refuses such a name before any request (ParamValidationError): say which part, as for any bad input
