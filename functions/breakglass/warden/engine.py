@@ -194,7 +194,7 @@ class Warden:
 
     def _open(self, facts: RoleFacts, trust: dict[str, Any], stage: str, bg: BreakGlass, principal: str, approver: str,
               ticket: str, deadline: datetime, reason: str, requested_by: str, source: str, approver_verified: bool,
-              tags: dict[str, str], now: datetime) -> Grant:
+              tags: dict[str, str], now: datetime, opened_at: datetime | None = None) -> Grant:
         record, _ = self._ensure_baseline(facts, trust, stage, f"grant ({source})", now)
         if canonical(trust) != canonical(record.baseline) and source == "cli":
             self._baseline_changed(facts, trust, record, now, "found at grant time; the grant writes the baseline back")
@@ -204,7 +204,7 @@ class Warden:
         grant = Grant(grant_id=gid, role=facts.name, role_arn=facts.arn, stage=stage, principal=principal, approver=approver,
                       ticket=ticket, deadline=iso(deadline), created_at=iso(now), minutes=minutes, reason=reason[:1000],
                       requested_by=requested_by, approver_verified=approver_verified, source=source,
-                      schedule=schedule_name(gid), tags=tags)
+                      schedule=schedule_name(gid), tags=tags, opened_at=iso(min(utc(opened_at or now), utc(now))))
         try:
             self.store.open(grant)
         except Conflict:
@@ -549,6 +549,7 @@ class Warden:
                 self.store.add_session(grant.grant_id, {"at": iso(when), "event": name, "session": session_id,
                                                         "access_key": access_key, "caller": caller.arn,
                                                         "source_identity": caller.verified,
+                                                        "session_source_identity": _session_source_identity(detail),
                                                         "source_ip": detail.get("sourceIPAddress")})
             return {"event": name, "role": role, "result": f"approved under grant {grant.grant_id}"}
         why = (f"grant {grant.grant_id} is for {grant.principal} until {grant.deadline}" if grant is not None
@@ -645,7 +646,7 @@ class Warden:
             if approval is not None:
                 opened = self._open(facts, trust, stage, bg, approval.principal, approval.approver, approval.ticket,
                                     approval.deadline, f"activated directly by {approval.approver}", caller.arn or "",
-                                    "console", True, approval.tags, now)
+                                    "console", True, approval.tags, now, opened_at=self._when(detail, now))
                 return {"event": "UpdateAssumeRolePolicy", "role": facts.name, "result": f"approved activation: grant {opened.grant_id}"}
         else:
             reasons = [f"grant {grant.grant_id} is open for {grant.principal}: the trust may carry only the baseline and "
@@ -703,6 +704,18 @@ class Warden:
                 if isinstance(action, RestoreInlinePolicy):
                     self._remember(facts.name, action.name)
         return {"event": name, "role": facts.name, "result": "refused", "reasons": reasons, "action": finding.action}
+
+
+def _session_source_identity(detail: dict[str, Any]) -> str | None:
+    """The ``sourceIdentity`` the new session carries: the caller's own (it survives role chaining and cannot be
+    changed), else the one AssumeRole set; a console sign-in's is its own."""
+    ui = detail.get("userIdentity")
+    ctx = ui.get("sessionContext") if isinstance(ui, dict) else None
+    own = ctx.get("sourceIdentity") if isinstance(ctx, dict) else None
+    if own or detail.get("eventName") == "ConsoleLogin":
+        return str(own) if own else None
+    requested = (detail.get("requestParameters") or {}).get("sourceIdentity")
+    return str(requested) if requested else None
 
 
 def _path_of(role_arn: str) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from datetime import datetime
 from typing import Any, BinaryIO
 
+from exfil.grants import OpenGrant
+from exfil.records import Identity
 from exfil.windows import Delta, WindowState, merge_state
 
 from stage_policy import keys
@@ -111,24 +112,33 @@ def _decode(item: dict[str, Any] | None) -> tuple[WindowState | None, int]:
 
 
 class GrantLookup:
-    """Is there an active break-glass grant for this role (items written by the break-glass function)?"""
+    """The open break-glass grant of a role and the sessions approved under it (items the break-glass function writes).
+
+    Read once per role per log file (this object lives for one file): the grant's pointer, then its register
+    entry, which holds the sessions. What a grant covers is decided in :mod:`exfil.grants`.
+    """
 
     permissions = ("dynamodb:GetItem",)
 
     def __init__(self, ddb: Any, table: str):
         self._ddb, self._table = ddb, table
-        self._cache: dict[str, int] = {}
+        self._cache: dict[str, OpenGrant | None] = {}
 
-    def active(self, role: str, when: Any) -> bool:
-        """``role``: a role name (or the ARN of a non-role principal, which has no grants)."""
-        role = role.rsplit("/", 1)[-1]
-        if not isinstance(when, str):
-            return False
+    def grant(self, role: str) -> OpenGrant | None:
         if role not in self._cache:
-            item = self._ddb.get_item(TableName=self._table, Key=keys.breakglass_grant(role)).get("Item")
-            self._cache[role] = int(item["expires_at"]["N"]) if item else 0
-        try:
-            at = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
-        except ValueError:
+            pointer = self._ddb.get_item(TableName=self._table, Key=keys.breakglass_grant(role)).get("Item")
+            grant_id = ((pointer or {}).get("grant_id") or {}).get("S")
+            grant = None
+            if grant_id:
+                record = self._ddb.get_item(TableName=self._table, Key=keys.breakglass_record(grant_id)).get("Item")
+                grant = OpenGrant.from_items(pointer, record)
+            self._cache[role] = grant
+        return self._cache[role]
+
+    def active(self, ident: Identity, ui: Any, when: Any) -> bool:
+        """Is this event (its identity, ``userIdentity`` and ``eventTime``) covered by an open grant on its role?
+        Only role sessions can be: the grant's principal acts through a session of the break-glass role."""
+        if ident.role_name is None or ident.kind != "AssumedRole":
             return False
-        return at < self._cache[role]
+        grant = self.grant(ident.role_name)
+        return grant is not None and grant.covers(ui, when)

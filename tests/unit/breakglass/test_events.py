@@ -281,6 +281,24 @@ def test_the_grantee_s_sessions_are_approved_and_kept_for_the_review(world) -> N
     assert json.loads(sessions[0]["S"])["session"].endswith(":oncall@example.com")
 
 
+@pytest.mark.parametrize("caller_source, requested, recorded", [
+    ("oncall@example.com", None, "oncall@example.com"),  # the caller's own sourceIdentity survives role chaining
+    (None, "oncall@example.com", "oncall@example.com"),  # else the one AssumeRole sets
+    (None, None, None),
+])
+def test_the_new_session_s_source_identity_is_kept_with_its_key_for_exfiltration(world, caller_source, requested, recorded) -> None:
+    grant = world.grant(minutes=90)
+    caller = ev.session_identity("OnCallEngineer", "oncall@example.com", source_identity=caller_source)
+    detail = ev.assume_role(ROLE_ARN, "oncall@example.com", caller, T0 + timedelta(minutes=5), source_identity=requested)
+
+    world.warden().on_event(detail, T0 + timedelta(minutes=5))
+
+    [kept] = [json.loads(s["S"]) for s in world.item(keys.breakglass_record(grant.grant_id))["sessions"]["L"]]
+    assert kept["session_source_identity"] == recorded
+    assert kept["access_key"] == detail["responseElements"]["credentials"]["accessKeyId"]
+    assert json.loads(world.item(keys.breakglass_record(grant.grant_id))["doc"]["S"])["opened_at"] == "2026-11-22T08:00:00Z"
+
+
 def test_someone_else_assuming_the_role_during_a_grant_is_unapproved(world) -> None:
     world.grant(minutes=90)
     world.findings()
