@@ -211,7 +211,7 @@ def test_a_grant_whose_register_entry_is_missing_covers_nobody(world) -> None:
 @pytest.mark.xfail(strict=True, reason=(
     "the grant names a principal ARN (here the shared OnCallEngineer role), not a person: break glass approves every "
     "AssumeRole whose caller is that ARN, so a colleague who can assume OnCallEngineer gets approved sessions too; "
-    "nothing in the records tells the two people apart unless the principal's sessions carry a sourceIdentity"))
+    "the grant does not say which person (session name or sourceIdentity) it is for, so nothing tells the two apart"))
 def test_a_colleague_acting_as_the_grant_s_principal_role_is_reported(world) -> None:
     # Given a grant to the on-call role, and a second person who can assume that role (another session name)
     world.grant(minutes=90)
