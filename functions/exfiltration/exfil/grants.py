@@ -1,4 +1,4 @@
-"""Which sessions an open break-glass grant covers: only the grant's principal's, only within the grant.
+"""Which sessions a break-glass grant covers: only the grant's principal's, only within the grant.
 
 A grant opens a break-glass role to one principal. The role itself is shared: anyone its
 baseline trust allows, or anyone holding other credentials on it, acts as the same role. So
@@ -12,7 +12,14 @@ with the credentials of a session the break-glass function approved under the gr
   ``accessKeyId`` is the key issued to it (a second AssumeRole under the same session name gets
   another key), its ``sourceIdentity`` is the recorded one, the session was opened at or after the
   grant opened (``opened_at``: the grant, or the approver's own trust change for a console activation), and the
-  event (and the session's ``creationDate``) falls in ``[grant opened, deadline)``.
+  event (and the session's ``creationDate``) falls in the grant's window: ``[opened, end)``, where ``end`` is the
+  deadline, or the close if the grant was ended before it.
+
+The window is judged by the event's own time, not by when its log file arrives: CloudTrail
+delivers files 5-15 minutes late, so a read made in the grant's last minutes is usually judged
+after the grant closed. The register entry of a closed grant still holds its sessions and its
+``closed_at``, and the role's pointer names it for a day past its deadline (see
+``stage_policy.keys.breakglass_grant``).
 
 Anything else is judged normally. Pure: items in, answers out; no AWS here.
 """
@@ -48,47 +55,58 @@ class GrantSession:
     source_identity: Any = _UNRECORDED  # str | None once recorded
 
 
+#: Register statuses: still open (being closed counts as open until the close is written), and closed.
+_OPEN = ("active", "closing")
+_CLOSED = ("expired", "ended")
+
+
 @dataclass(frozen=True)
-class OpenGrant:
-    """An open grant as the exfiltration function needs it: its window and its approved sessions."""
+class GrantWindow:
+    """A grant (open or closed) as the exfiltration function needs it: its window and its approved sessions."""
 
     grant_id: str
     opened: float
-    deadline: float
+    end: float  # the deadline; the close, when the grant was ended (or closed) before it
     sessions: dict[str, tuple[GrantSession, ...]] = field(default_factory=dict)  # by aws:userid
 
     @classmethod
-    def from_items(cls, pointer: dict[str, Any], record: dict[str, Any] | None) -> OpenGrant | None:
-        """From the role's grant pointer and the grant's register entry (DynamoDB items). None when they do
-        not describe one open grant: nothing is covered then (the reads are judged as everyone's)."""
-        try:
-            grant_id = pointer["grant_id"]["S"]
-            deadline = float(pointer["expires_at"]["N"])
-        except (KeyError, TypeError, ValueError):
+    def from_record(cls, grant_id: str, record: dict[str, Any] | None) -> GrantWindow | None:
+        """From the grant's register entry (a DynamoDB item), named by the role's pointer. None when it does not
+        describe that grant: nothing is covered then (the reads are judged as everyone's)."""
+        if not record:
             return None
-        if not record or record.get("status", {}).get("S") not in ("active", "closing"):
-            return None
+        status = record.get("status", {}).get("S")
         try:
             doc = json.loads(record["doc"]["S"])
         except (KeyError, TypeError, ValueError):
             return None
+        if not isinstance(doc, dict) or doc.get("grant_id") != grant_id:
+            return None
         # when the role was opened to the principal (a console activation: the approver's change), else when granted
-        opened = epoch(doc.get("opened_at") or doc.get("created_at")) if isinstance(doc, dict) else None
-        if opened is None or doc.get("grant_id") != grant_id:
+        opened = epoch(doc.get("opened_at") or doc.get("created_at"))
+        end = epoch(doc.get("deadline"))
+        if opened is None or end is None:
+            return None
+        if status in _CLOSED:
+            closed = epoch(record.get("closed_at", {}).get("S"))
+            if closed is None:
+                return None  # closed, but when is unknown: cover nothing rather than guess
+            end = min(end, closed)
+        elif status not in _OPEN:
             return None
         by_userid: dict[str, list[GrantSession]] = {}
         for entry in record.get("sessions", {}).get("L", []):
             session = _session(entry)
             # a session opened before the grant (its AssumeRole processed late) is not the grant's
-            if session is not None and opened <= session.at < deadline:
+            if session is not None and opened <= session.at < end:
                 by_userid.setdefault(session.userid, []).append(session)
-        return cls(grant_id, opened, deadline, {k: tuple(v) for k, v in by_userid.items()})
+        return cls(grant_id, opened, end, {k: tuple(v) for k, v in by_userid.items()})
 
     def covers(self, ui: Any, when: Any) -> bool:
         """Was this data event (its ``userIdentity`` and ``eventTime``) made by a session approved under the grant,
-        within the grant?"""
+        within the grant? Asked the same way before and after the grant closed: the event's own time decides."""
         at = epoch(when)
-        if at is None or not self.opened <= at < self.deadline or ui.__class__ is not dict:
+        if at is None or not self.opened <= at < self.end or ui.__class__ is not dict:
             return False
         candidates = self.sessions.get(ui.get("principalId"))  # type: ignore[arg-type]
         if not candidates:
@@ -101,7 +119,7 @@ class OpenGrant:
         created = attributes.get("creationDate") if attributes.__class__ is dict else None
         if created is not None:
             start = epoch(created)
-            if start is None or not self.opened <= start < self.deadline:
+            if start is None or not self.opened <= start < self.end:
                 return False  # credentials issued before the grant opened (or after it closed)
         for session in candidates:
             if key == session.access_key and (session.source_identity is _UNRECORDED or source == session.source_identity):

@@ -7,7 +7,7 @@ import json
 import struct
 from typing import Any, BinaryIO
 
-from exfil.grants import OpenGrant
+from exfil.grants import GrantWindow
 from exfil.records import Identity
 from exfil.windows import Delta, WindowState, merge_state
 
@@ -112,33 +112,40 @@ def _decode(item: dict[str, Any] | None) -> tuple[WindowState | None, int]:
 
 
 class GrantLookup:
-    """The open break-glass grant of a role and the sessions approved under it (items the break-glass function writes).
+    """The break-glass grants of a role and the sessions approved under them (items the break-glass function writes).
 
-    Read once per role per log file (this object lives for one file): the grant's pointer, then its register
-    entry, which holds the sessions. What a grant covers is decided in :mod:`exfil.grants`.
+    Read once per role per log file (this object lives for one file): the role's pointer, which names its
+    latest grant and the one before (kept a day past the deadline, so that reads judged after a grant closed
+    are still judged against it), then those grants' register entries, which hold the sessions, the window
+    and the close. A role with no pointer costs one GetItem. What a grant covers is decided in :mod:`exfil.grants`.
     """
 
     permissions = ("dynamodb:GetItem",)
 
     def __init__(self, ddb: Any, table: str):
         self._ddb, self._table = ddb, table
-        self._cache: dict[str, OpenGrant | None] = {}
+        self._cache: dict[str, tuple[GrantWindow, ...]] = {}
 
-    def grant(self, role: str) -> OpenGrant | None:
+    def grants(self, role: str) -> tuple[GrantWindow, ...]:
         if role not in self._cache:
-            pointer = self._ddb.get_item(TableName=self._table, Key=keys.breakglass_grant(role)).get("Item")
-            grant_id = ((pointer or {}).get("grant_id") or {}).get("S")
-            grant = None
-            if grant_id:
+            pointer = self._ddb.get_item(TableName=self._table, Key=keys.breakglass_grant(role)).get("Item") or {}
+            found: list[GrantWindow] = []
+            asked: set[str] = set()
+            for name in ("grant_id", "previous_grant_id"):
+                grant_id = (pointer.get(name) or {}).get("S")
+                if not grant_id or grant_id in asked:
+                    continue
+                asked.add(grant_id)
                 record = self._ddb.get_item(TableName=self._table, Key=keys.breakglass_record(grant_id)).get("Item")
-                grant = OpenGrant.from_items(pointer, record)
-            self._cache[role] = grant
+                window = GrantWindow.from_record(grant_id, record)
+                if window is not None:
+                    found.append(window)
+            self._cache[role] = tuple(found)
         return self._cache[role]
 
     def active(self, ident: Identity, ui: Any, when: Any) -> bool:
-        """Is this event (its identity, ``userIdentity`` and ``eventTime``) covered by an open grant on its role?
-        Only role sessions can be: the grant's principal acts through a session of the break-glass role."""
+        """Is this event (its identity, ``userIdentity`` and ``eventTime``) covered by a grant on its role, open or
+        since closed? Only role sessions can be: the grant's principal acts through a session of the break-glass role."""
         if ident.role_name is None or ident.kind != "AssumedRole":
             return False
-        grant = self.grant(ident.role_name)
-        return grant is not None and grant.covers(ui, when)
+        return any(g.covers(ui, when) for g in self.grants(ident.role_name))

@@ -225,19 +225,75 @@ def test_a_colleague_acting_as_the_grant_s_principal_role_is_reported(world) -> 
     assert human_access(findings) == [(f"arn:aws:sts::123456789012:assumed-role/{ROLE}/bob@example.com", 3)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "CloudTrail delivers log files 5-15 minutes after the reads; once the grant has closed, its pointer "
-    "(breakglass#grant#<role>) is deleted, so reads made within the grant and judged after it closed are reported "
-    "(fail closed: an alert the reviewer dismisses with the grant's review)"))
-def test_reads_within_the_grant_judged_after_it_closed_are_covered(world) -> None:
-    # Given the grantee's reads in the grant's last minute, and the grant expired before the log file arrives
+def test_reads_within_the_grant_judged_after_it_closed_are_covered_and_later_reads_reported(world) -> None:
+    # Given the grantee's reads in the grant's last minute, and reads of the same session a minute after the deadline
+    # (before the revocation took effect), and the grant expired before either log file arrives (5-15 minutes late)
     grant = world.grant(minutes=30)
     oncall = assume(world, ONCALL_ID, "oncall@example.com", T0 + timedelta(minutes=5))
-    records = reads_as(oncall, grant.deadline_at - timedelta(minutes=1))
+    within = reads_as(oncall, grant.deadline_at - timedelta(minutes=1))
+    after = reads_as(oncall, grant.deadline_at + timedelta(minutes=1), count=2)
     world.warden().sweep(grant.deadline_at + timedelta(seconds=1))
+    assert world.item(keys.breakglass_record(grant.grant_id))["status"]["S"] == "expired"
 
-    # When the log file is judged
-    findings = judged(world, records, "after-close")
+    # When the file of the reads made within the grant is judged
+    findings = judged(world, within, "after-close")
 
-    # Then the reads would be covered
-    assert human_access(findings) == []
+    # Then nothing is reported
+    assert findings == []
+
+    # When the file of the reads after the deadline is judged
+    findings = judged(world, after, "after-deadline")
+
+    # Then those are reported
+    assert human_access(findings) == [(f"arn:aws:sts::123456789012:assumed-role/{ROLE}/oncall@example.com", 2)]
+
+
+def test_a_grant_ended_early_covers_the_reads_before_its_end_only(world) -> None:
+    # Given a 90-minute grant the responder ends after 30 minutes, and the grantee's reads before and after the end
+    grant = world.grant(minutes=90)
+    oncall = assume(world, ONCALL_ID, "oncall@example.com", T0 + timedelta(minutes=5))
+    world.warden().end(grant.grant_id, T0 + timedelta(minutes=30), "oncall@example.com", "fixed")
+
+    # When one log file with both is judged after the end
+    findings = judged(world, reads_as(oncall, T0 + timedelta(minutes=29), count=3)
+                      + reads_as(oncall, T0 + timedelta(minutes=31), count=2), "ended")
+
+    # Then only the reads after the end count, though the deadline had not come
+    assert human_access(findings) == [(f"arn:aws:sts::123456789012:assumed-role/{ROLE}/oncall@example.com", 2)]
+
+
+def test_reads_of_a_closed_grant_stay_covered_after_the_next_grant_opens(world) -> None:
+    # Given a grant ended at 08:30, the next grant on the role opened at 08:31 for the same principal, and a session
+    # under each
+    first = world.grant(minutes=90)
+    early = assume(world, ONCALL_ID, "oncall@example.com", T0 + timedelta(minutes=5))
+    world.warden().end(first.grant_id, T0 + timedelta(minutes=30), "oncall@example.com", "fixed")
+    second = world.grant(minutes=60, now=T0 + timedelta(minutes=31))
+    late = assume(world, ONCALL_ID, "oncall@example.com", T0 + timedelta(minutes=35))
+    pointer = world.item(keys.breakglass_grant(ROLE))
+    assert (pointer["grant_id"]["S"], pointer["previous_grant_id"]["S"]) == (second.grant_id, first.grant_id)
+
+    # When the first session's reads within the first grant are judged, then its reads during the second grant
+    within_first = judged(world, reads_as(early, T0 + timedelta(minutes=20)), "first")
+    outside_first = judged(world, reads_as(early, T0 + timedelta(minutes=40), count=2) + reads_as(late, T0 + timedelta(minutes=41)),
+                           "second")
+
+    # Then the first are covered by the closed grant; the others only where the second grant approved the session
+    assert within_first == []
+    assert human_access(outside_first) == [(f"arn:aws:sts::123456789012:assumed-role/{ROLE}/oncall@example.com", 2)]
+
+
+def test_the_pointer_remembers_two_grants_only(world) -> None:
+    # Given three grants in a row on the role, each ended after ten minutes, and a session under the first
+    first = world.grant(minutes=60)
+    oncall = assume(world, ONCALL_ID, "oncall@example.com", T0 + timedelta(minutes=2))
+    world.warden().end(first.grant_id, T0 + timedelta(minutes=10), "oncall@example.com", "fixed")
+    for start in (11, 22):
+        g = world.grant(minutes=60, now=T0 + timedelta(minutes=start))
+        world.warden().end(g.grant_id, T0 + timedelta(minutes=start + 10), "oncall@example.com", "fixed")
+
+    # When the first session's reads within the first grant are judged after the third grant opened
+    findings = judged(world, reads_as(oncall, T0 + timedelta(minutes=5)), "third")
+
+    # Then they are reported: the pointer names the latest grant and the one before only (fail closed)
+    assert human_access(findings) == [(f"arn:aws:sts::123456789012:assumed-role/{ROLE}/oncall@example.com", 3)]

@@ -1,4 +1,4 @@
-"""exfil.grants: what an open break-glass grant covers, decided from its items alone (no AWS)."""
+"""exfil.grants: what a break-glass grant (open or closed) covers, decided from its register entry alone (no AWS)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,20 @@ import json
 from typing import Any
 
 import pytest
-from exfil.grants import OpenGrant
+from exfil.grants import GrantWindow
 
 USERID = "AROABREAKGLASS:oncall@example.com"
 KEY = "ASIAONCALLSESSION1"
 
 
-def items(sessions: list[dict[str, Any]], status: str = "active", opened_at: str = "", grant_id: str = "bg-1") -> tuple[dict, dict]:
-    """The role's grant pointer and the grant's register entry, in the shape GrantStore writes them (08:00-09:30)."""
-    pointer = {"grant_id": {"S": "bg-1"}, "expires_at": {"N": "1795339800"}}  # 2026-11-22T09:30:00Z
+def record(sessions: list[dict[str, Any]], status: str = "active", opened_at: str = "", grant_id: str = "bg-1",
+           closed_at: str | None = None) -> dict[str, Any]:
+    """The grant's register entry, in the shape GrantStore writes it (08:00-09:30)."""
     doc = {"grant_id": grant_id, "created_at": "2026-11-22T08:00:00Z", "deadline": "2026-11-22T09:30:00Z", "opened_at": opened_at}
-    record = {"doc": {"S": json.dumps(doc)}, "status": {"S": status},
-              "sessions": {"L": [{"S": json.dumps(s)} for s in sessions]}}
-    return pointer, record
+    item = {"doc": {"S": json.dumps(doc)}, "status": {"S": status}, "sessions": {"L": [{"S": json.dumps(s)} for s in sessions]}}
+    if closed_at is not None:
+        item["closed_at"] = {"S": closed_at}
+    return item
 
 
 def session(**overrides: Any) -> dict[str, Any]:
@@ -35,8 +36,8 @@ def ui(**overrides: Any) -> dict[str, Any]:
     return {"type": "AssumedRole", "principalId": USERID, "accessKeyId": KEY, "sessionContext": ctx, **overrides}
 
 
-def grant(*sessions: dict[str, Any], **kwargs: Any) -> OpenGrant:
-    got = OpenGrant.from_items(*items(list(sessions) or [session()], **kwargs))
+def grant(*sessions: dict[str, Any], **kwargs: Any) -> GrantWindow:
+    got = GrantWindow.from_record("bg-1", record(list(sessions) or [session()], **kwargs))
     assert got is not None
     return got
 
@@ -90,11 +91,30 @@ def test_a_console_activation_opens_the_grant_at_the_approver_s_change() -> None
     assert not grant(early).covers(ui(created="2026-11-22T07:58:00Z"), "2026-11-22T08:30:00Z")
 
 
-@pytest.mark.parametrize("status, grant_id", [("ended", "bg-1"), ("expired", "bg-1"), ("active", "bg-other")])
-def test_a_closed_or_mismatched_register_entry_is_no_grant(status: str, grant_id: str) -> None:
-    assert OpenGrant.from_items(*items([session()], status=status, grant_id=grant_id)) is None
+@pytest.mark.parametrize("status", ["expired", "ended"])
+def test_a_closed_grant_still_covers_what_was_made_within_it(status: str) -> None:
+    # log files arrive after the close: the event's own time decides, not when it is judged
+    g = grant(status=status, closed_at="2026-11-22T09:30:01Z")
+    assert g.covers(ui(), "2026-11-22T09:29:59Z")
+    assert not g.covers(ui(), "2026-11-22T09:30:00Z")
+
+
+def test_a_grant_ended_early_covers_nothing_after_its_close() -> None:
+    g = grant(status="ended", closed_at="2026-11-22T08:40:00Z")
+    assert g.covers(ui(), "2026-11-22T08:39:59Z")
+    assert not g.covers(ui(), "2026-11-22T08:40:00Z")
+    assert not g.covers(ui(), "2026-11-22T09:00:00Z")  # before the deadline, but after the close
+    # a session opened after the close (its AssumeRole processed late) is not the grant's
+    assert not grant(session(at="2026-11-22T08:45:00Z"), status="ended", closed_at="2026-11-22T08:40:00Z").covers(
+        ui(created="2026-11-22T08:45:00Z"), "2026-11-22T08:46:00Z")
+
+
+@pytest.mark.parametrize("status, grant_id, closed_at", [
+    ("expired", "bg-1", None), ("ended", "bg-1", "not a time"), ("rolled-back", "bg-1", None), ("active", "bg-other", None)])
+def test_a_register_entry_that_does_not_say_when_the_grant_covered_is_no_grant(status: str, grant_id: str,
+                                                                                 closed_at: str | None) -> None:
+    assert GrantWindow.from_record("bg-1", record([session()], status=status, grant_id=grant_id, closed_at=closed_at)) is None
 
 
 def test_a_pointer_without_a_register_entry_is_no_grant() -> None:
-    pointer, _ = items([session()])
-    assert OpenGrant.from_items(pointer, None) is None
+    assert GrantWindow.from_record("bg-1", None) is None
