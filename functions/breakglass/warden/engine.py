@@ -31,8 +31,8 @@ from warden.actions import (
 from warden.ports import Conflict, GrantStore, RoleReader, TrailReader
 from warden.records import Grant, Review, RoleRecord
 from warden.rules import (
-    DEADLINE_POLICY, EXPIRES_TAG, GRANT_TAG, REVOKE_MARGIN, REVOKE_POLICY, SESSION_EVENTS, Caller, GrantRequest, Refused,
-    RoleFacts, added_principals, approval_tags, break_glass_of, caller_of, canonical, console_approval, deadline_policy,
+    ANY_SOURCE, DEADLINE_POLICY, EXPIRES_TAG, GRANT_TAG, ISSUE_MARGIN, REVOKE_MARGIN, REVOKE_POLICY, SESSION_EVENTS, Caller,
+    GrantRequest, Refused, RoleFacts, added_principals, approval_tags, break_glass_of, caller_of, canonical, console_approval, deadline_policy,
     deny_session_name, deny_session_policy, grant_refusals, grant_statement, is_human_caller, is_managed, is_protected,
     is_service_caller, iso, locked_stage, new_id, parse_time, revoke_policy, same_person, schedule_name,
     session_deny_is_stale, utc, with_statement,
@@ -560,9 +560,19 @@ class Warden:
         protected = self.policy.organization.is_protected_role(role, str(role_arn))
         if session_id and not failed and not protected:
             before = max(utc(now), when) + REVOKE_MARGIN
-            policy_name = deny_session_name(session_id)
-            actions = [DenySession(role, name=policy_name, document=json.dumps(deny_session_policy(session_id, before)),
-                                   session_id=session_id)]
+            # an AssumeRole* issues the session it names: deny from (about) that issue on, and (AssumeRole, whose
+            # sourceIdentity CloudTrail shows) only with that sourceIdentity, so that the grantee's own session
+            # under the same name is not denied with it. A console sign-in's session was issued earlier: all of it.
+            issued = None
+            if name != "ConsoleLogin":
+                try:  # the event's own time only: a fallback to the processing time could miss the session
+                    issued = parse_time(str(detail["eventTime"])) - ISSUE_MARGIN
+                except (KeyError, ValueError, TypeError):
+                    issued = None
+            source = _session_source_identity(detail) if name == "AssumeRole" else ANY_SOURCE
+            policy_name = deny_session_name(session_id, issued, source)
+            actions = [DenySession(role, name=policy_name, session_id=session_id,
+                                   document=json.dumps(deny_session_policy(session_id, before, issued, source)))]
         finding = self._finding(
             "breakglass.unapproved", severity, match.stage, f"arn:aws:iam::{str(role_arn).split(':')[4]}:role/{role}", who,
             f"{who} {verb} a session of {role} ({name}) without an approved grant: {why}.",
