@@ -36,7 +36,7 @@ class GrantStore:
     """Grants, role baselines, reviews and exceptions in the state table (no TTL on any of them, except the
     exfiltration-facing grant pointer, which disappears a day after its latest grant's deadline)."""
 
-    permissions = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query")
+    permissions = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
 
     def __init__(self, ddb: Any, table: str):
         self._ddb, self._table = ddb, table
