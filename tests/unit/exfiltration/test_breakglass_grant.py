@@ -1,4 +1,5 @@
-"""access.prod-human under an open break-glass grant: only the sessions break glass approved, only within the grant.
+"""access.prod-human under a break-glass grant: only the sessions break glass approved, only within the grant, whether
+the log file is judged while the grant is open or after it closed (log files arrive 5-15 minutes late).
 
 The grant and its sessions are made by the break-glass engine (the writer of the items), the
 reads are judged by ExfiltrationFunction from template.yaml (the reader), both under mock_aws.
