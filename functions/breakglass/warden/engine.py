@@ -31,8 +31,8 @@ from warden.actions import (
 from warden.ports import Conflict, GrantStore, RoleReader, TrailReader
 from warden.records import Grant, Review, RoleRecord
 from warden.rules import (
-    DEADLINE_POLICY, EXPIRES_TAG, GRANT_TAG, REVOKE_MARGIN, REVOKE_POLICY, SESSION_EVENTS, Caller, GrantRequest, Refused,
-    RoleFacts, added_principals, approval_tags, break_glass_of, caller_of, canonical, console_approval, deadline_policy,
+    ANY_SOURCE, DEADLINE_POLICY, EXPIRES_TAG, GRANT_TAG, ISSUE_MARGIN, REVOKE_MARGIN, REVOKE_POLICY, SESSION_EVENTS, Caller,
+    GrantRequest, Refused, RoleFacts, added_principals, approval_tags, break_glass_of, caller_of, canonical, console_approval, deadline_policy,
     deny_session_name, deny_session_policy, grant_refusals, grant_statement, is_human_caller, is_managed, is_protected,
     is_service_caller, iso, locked_stage, new_id, parse_time, revoke_policy, same_person, schedule_name,
     session_deny_is_stale, utc, with_statement,
@@ -194,7 +194,7 @@ class Warden:
 
     def _open(self, facts: RoleFacts, trust: dict[str, Any], stage: str, bg: BreakGlass, principal: str, approver: str,
               ticket: str, deadline: datetime, reason: str, requested_by: str, source: str, approver_verified: bool,
-              tags: dict[str, str], now: datetime) -> Grant:
+              tags: dict[str, str], now: datetime, opened_at: datetime | None = None) -> Grant:
         record, _ = self._ensure_baseline(facts, trust, stage, f"grant ({source})", now)
         if canonical(trust) != canonical(record.baseline) and source == "cli":
             self._baseline_changed(facts, trust, record, now, "found at grant time; the grant writes the baseline back")
@@ -204,7 +204,7 @@ class Warden:
         grant = Grant(grant_id=gid, role=facts.name, role_arn=facts.arn, stage=stage, principal=principal, approver=approver,
                       ticket=ticket, deadline=iso(deadline), created_at=iso(now), minutes=minutes, reason=reason[:1000],
                       requested_by=requested_by, approver_verified=approver_verified, source=source,
-                      schedule=schedule_name(gid), tags=tags)
+                      schedule=schedule_name(gid), tags=tags, opened_at=iso(min(utc(opened_at or now), utc(now))))
         try:
             self.store.open(grant)
         except Conflict:
@@ -549,6 +549,7 @@ class Warden:
                 self.store.add_session(grant.grant_id, {"at": iso(when), "event": name, "session": session_id,
                                                         "access_key": access_key, "caller": caller.arn,
                                                         "source_identity": caller.verified,
+                                                        "session_source_identity": _session_source_identity(detail),
                                                         "source_ip": detail.get("sourceIPAddress")})
             return {"event": name, "role": role, "result": f"approved under grant {grant.grant_id}"}
         why = (f"grant {grant.grant_id} is for {grant.principal} until {grant.deadline}" if grant is not None
@@ -559,9 +560,19 @@ class Warden:
         protected = self.policy.organization.is_protected_role(role, str(role_arn))
         if session_id and not failed and not protected:
             before = max(utc(now), when) + REVOKE_MARGIN
-            policy_name = deny_session_name(session_id)
-            actions = [DenySession(role, name=policy_name, document=json.dumps(deny_session_policy(session_id, before)),
-                                   session_id=session_id)]
+            # an AssumeRole* issues the session it names: deny from (about) that issue on, and (AssumeRole, whose
+            # sourceIdentity CloudTrail shows) only with that sourceIdentity, so that the grantee's own session
+            # under the same name is not denied with it. A console sign-in's session was issued earlier: all of it.
+            issued = None
+            if name != "ConsoleLogin":
+                try:  # the event's own time only: a fallback to the processing time could miss the session
+                    issued = parse_time(str(detail["eventTime"])) - ISSUE_MARGIN
+                except (KeyError, ValueError, TypeError):
+                    issued = None
+            source = _session_source_identity(detail) if name == "AssumeRole" else ANY_SOURCE
+            policy_name = deny_session_name(session_id, issued, source)
+            actions = [DenySession(role, name=policy_name, session_id=session_id,
+                                   document=json.dumps(deny_session_policy(session_id, before, issued, source)))]
         finding = self._finding(
             "breakglass.unapproved", severity, match.stage, f"arn:aws:iam::{str(role_arn).split(':')[4]}:role/{role}", who,
             f"{who} {verb} a session of {role} ({name}) without an approved grant: {why}.",
@@ -645,7 +656,7 @@ class Warden:
             if approval is not None:
                 opened = self._open(facts, trust, stage, bg, approval.principal, approval.approver, approval.ticket,
                                     approval.deadline, f"activated directly by {approval.approver}", caller.arn or "",
-                                    "console", True, approval.tags, now)
+                                    "console", True, approval.tags, now, opened_at=self._when(detail, now))
                 return {"event": "UpdateAssumeRolePolicy", "role": facts.name, "result": f"approved activation: grant {opened.grant_id}"}
         else:
             reasons = [f"grant {grant.grant_id} is open for {grant.principal}: the trust may carry only the baseline and "
@@ -703,6 +714,18 @@ class Warden:
                 if isinstance(action, RestoreInlinePolicy):
                     self._remember(facts.name, action.name)
         return {"event": name, "role": facts.name, "result": "refused", "reasons": reasons, "action": finding.action}
+
+
+def _session_source_identity(detail: dict[str, Any]) -> str | None:
+    """The ``sourceIdentity`` the new session carries: the caller's own (it survives role chaining and cannot be
+    changed), else the one AssumeRole set; a console sign-in's is its own."""
+    ui = detail.get("userIdentity")
+    ctx = ui.get("sessionContext") if isinstance(ui, dict) else None
+    own = ctx.get("sourceIdentity") if isinstance(ctx, dict) else None
+    if own or detail.get("eventName") == "ConsoleLogin":
+        return str(own) if own else None
+    requested = (detail.get("requestParameters") or {}).get("sourceIdentity")
+    return str(requested) if requested else None
 
 
 def _path_of(role_arn: str) -> str:

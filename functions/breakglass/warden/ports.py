@@ -34,9 +34,9 @@ class Conflict(RuntimeError):
 
 class GrantStore:
     """Grants, role baselines, reviews and exceptions in the state table (no TTL on any of them, except the
-    exfiltration-facing grant pointer, which disappears after its deadline)."""
+    exfiltration-facing grant pointer, which disappears a day after its latest grant's deadline)."""
 
-    permissions = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query")
+    permissions = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query")
 
     def __init__(self, ddb: Any, table: str):
         self._ddb, self._table = ddb, table
@@ -148,18 +148,25 @@ class GrantStore:
         return [self._grant(i) for i in self._query(keys.BREAKGLASS_GRANTS)]
 
     def open(self, grant: Grant) -> None:
-        """Record a grant: one transaction takes the role's lock (one grant at a time), writes the pointer the
-        exfiltration function reads, and the register entry. :class:`Conflict` when the role holds a grant."""
+        """Record a grant: one transaction takes the role's lock (one grant at a time), points the role's grant
+        pointer (the exfiltration function reads it) at the grant, and writes the register entry. :class:`Conflict`
+        when the role holds a grant."""
         deadline = epoch(grant.deadline)
         self._transact([
             {"Update": {"TableName": self._table, "Key": keys.breakglass_role(grant.role),
                         "UpdateExpression": "SET active_grant = :g",
                         "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(active_grant)",
                         "ExpressionAttributeValues": {":g": _s(grant.grant_id)}}},
-            {"Put": {"TableName": self._table, "Item": {
-                **keys.breakglass_grant(grant.role), "grant_id": _s(grant.grant_id), "principal": _s(grant.principal),
-                "approver": _s(grant.approver), "ticket": _s(grant.ticket), "stage": _s(grant.stage),
-                keys.EXPIRES_AT: _n(deadline)}}},
+            # the pointer names this grant and keeps the one before it (if still there): reads made under that one
+            # and delivered late are still judged against it
+            {"Update": {"TableName": self._table, "Key": keys.breakglass_grant(grant.role),
+                        "UpdateExpression": "SET previous_grant_id = if_not_exists(grant_id, :g), grant_id = :g, principal = :p, "
+                                            "approver = :a, ticket = :t, stage = :st, deadline = :d, #exp = :exp",
+                        "ExpressionAttributeNames": {"#exp": keys.EXPIRES_AT},
+                        "ExpressionAttributeValues": {
+                            ":g": _s(grant.grant_id), ":p": _s(grant.principal), ":a": _s(grant.approver),
+                            ":t": _s(grant.ticket), ":st": _s(grant.stage), ":d": _n(deadline),
+                            ":exp": _n(deadline + keys.BREAKGLASS_POINTER_GRACE_SECONDS)}}},
             {"Put": {"TableName": self._table, "Item": {
                 **keys.breakglass_record(grant.grant_id), "doc": _s(dump(replace(grant, sessions=[]))), "status": _s("active"),
                 "role": _s(grant.role), "deadline": _n(deadline), "published": {"BOOL": True}, "sessions": {"L": []}},
@@ -197,9 +204,11 @@ class GrantStore:
                 raise
 
     def close(self, grant: Grant, status: str, closed_at: datetime, by: str, reason: str, review: Review | None) -> bool:
-        """Mark a claimed grant expired or ended, release the role, drop the pointer and create the review, all at once.
+        """Mark a claimed grant expired or ended, release the role and create the review, all at once.
 
-        Only the holder of the claim gets here; the conditions make a second close change nothing.
+        The role's grant pointer stays (until its TTL, a day past the deadline): log files arrive late, and the
+        exfiltration function judges the grantee's reads made before the close against the closed grant's register
+        entry. Only the holder of the claim gets here; the conditions make a second close change nothing.
         """
         gid = _s(grant.grant_id)
         items: list[dict[str, Any]] = [
@@ -213,9 +222,6 @@ class GrantStore:
             {"Update": {"TableName": self._table, "Key": keys.breakglass_role(grant.role),
                         "UpdateExpression": "REMOVE active_grant",
                         "ConditionExpression": "attribute_not_exists(active_grant) OR active_grant = :g",
-                        "ExpressionAttributeValues": {":g": gid}}},
-            {"Delete": {"TableName": self._table, "Key": keys.breakglass_grant(grant.role),
-                        "ConditionExpression": "attribute_not_exists(pk) OR grant_id = :g",
                         "ExpressionAttributeValues": {":g": gid}}},
         ]
         if review is not None:

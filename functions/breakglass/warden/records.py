@@ -44,6 +44,9 @@ class Grant:
     close_reason: str = ""
     sessions: list[dict[str, Any]] = field(default_factory=list)
     published: bool = True  # False between closing and publishing its finding (the sweep republishes)
+    #: When the role was opened to the principal: the grant itself (CLI), or the approver's own trust change (console
+    #: activation, recorded when the function processes it). Sessions before it are not the grant's (exfiltration).
+    opened_at: str = ""
 
     @property
     def deadline_at(self) -> datetime:

@@ -31,6 +31,9 @@ SID_PREFIX = "StagewardenBreakGlass"
 #: IAM is eventually consistent (seconds): a revocation also covers sessions issued this long after it,
 #: so a session squeezed through a trust policy that has not yet propagated is revoked too.
 REVOKE_MARGIN = timedelta(seconds=120)
+#: How far a session's ``aws:TokenIssueTime`` may lie before the eventTime of the AssumeRole that issued it (clocks,
+#: rounding to the second): the lower issue-time bound of a per-session deny sits this far before that event.
+ISSUE_MARGIN = timedelta(seconds=60)
 #: The longest a role session can live (console federation, DurationSeconds 43200): a per-session deny
 #: older than this can no longer match a live session and the sweep removes it.
 MAX_SESSION = timedelta(hours=12)
@@ -339,22 +342,44 @@ def revoke_policy(before: datetime) -> dict[str, Any]:
         "Condition": {"DateLessThan": {"aws:TokenIssueTime": iso(before)}}}]}
 
 
-def deny_session_name(session_id: str) -> str:
-    """One inline policy per denied session: concurrent denials of different sessions never overwrite each other."""
+#: A per-session deny that says nothing about ``aws:SourceIdentity`` (the session's is not known for sure).
+ANY_SOURCE = object()
+
+
+def deny_session_name(session_id: str, issued_after: datetime | None = None, source_identity: Any = ANY_SOURCE) -> str:
+    """One inline policy per denied session: concurrent denials of different sessions never overwrite each other,
+    nor do two unapproved sessions under one session name (another issue time or ``sourceIdentity``)."""
     import hashlib
 
-    return DENY_SESSION_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()[:16]
+    parts = [session_id]
+    if issued_after is not None:
+        parts.append(iso(issued_after))
+    if source_identity is not ANY_SOURCE:
+        parts.append("source=" + ("-" if source_identity is None else f"={source_identity}"))
+    return DENY_SESSION_PREFIX + hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def deny_session_policy(session_id: str, before: datetime) -> dict[str, Any]:
+def deny_session_policy(session_id: str, before: datetime, issued_after: datetime | None = None,
+                        source_identity: Any = ANY_SOURCE) -> dict[str, Any]:
     """Deny one session (``aws:userid``, i.e. ROLEID:session-name) issued before ``before``.
 
     The issue time is part of the deny, so the same person re-assuming later under an approved grant
-    is not locked out; the rest of the role's sessions are untouched.
+    is not locked out; the rest of the role's sessions are untouched. IAM has no condition key for the
+    access key, and ``aws:userid`` is only the role and the session name, which the caller chooses: so
+    where the session is known to be issued by the event (an AssumeRole), the deny is narrowed to
+    sessions issued from ``issued_after`` on, and to the session's own ``aws:SourceIdentity`` (or its
+    absence): a grantee's earlier session under the same name, or one with another sourceIdentity,
+    stays usable.
     """
+    condition: dict[str, Any] = {"StringEquals": {"aws:userid": session_id}, "DateLessThan": {"aws:TokenIssueTime": iso(before)}}
+    if issued_after is not None:
+        condition["DateGreaterThanEquals"] = {"aws:TokenIssueTime": iso(issued_after)}
+    if source_identity is None:
+        condition["Null"] = {"aws:SourceIdentity": "true"}
+    elif source_identity is not ANY_SOURCE:
+        condition["StringEquals"]["aws:SourceIdentity"] = str(source_identity)
     return {"Version": "2012-10-17", "Statement": [{
-        "Sid": "DenyOneSession", "Effect": "Deny", "Action": "*", "Resource": "*",
-        "Condition": {"StringEquals": {"aws:userid": session_id}, "DateLessThan": {"aws:TokenIssueTime": iso(before)}}}]}
+        "Sid": "DenyOneSession", "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": condition}]}
 
 
 def session_deny_is_stale(document: Mapping[str, Any] | None, now: datetime) -> bool:

@@ -156,11 +156,11 @@ def _dt(minute: int) -> datetime:
 class Detector:
     """Feed it one log file (or a batch of management events) at a time; ``finish`` returns decisions."""
 
-    def __init__(self, policy: Policy, windows: WindowStore, grant_active: Callable[[str, str], bool] | None = None,
+    def __init__(self, policy: Policy, windows: WindowStore, grant_active: Callable[[Identity, Any, Any], bool] | None = None,
                  bucket_tags: Callable[[str], dict[str, str]] | None = None, deployment: Deployment | None = None):
         self.policy = policy
         self.windows = windows
-        self.grant_active = grant_active or (lambda role, when: False)
+        self.grant_active = grant_active or (lambda ident, ui, when: False)  # (identity, userIdentity, eventTime)
         self.bucket_tags = bucket_tags  # None: map buckets by name only (the offline scanner)
         self.deployment = deployment or Deployment()
         org = policy.organization
@@ -314,7 +314,7 @@ class Detector:
                     human = agg.human_base
                     if human is None:
                         human = client_family(ua) in ("console", "browser")
-                    if human and not self.grant_active(agg.ident.role_name or agg.ident.principal, ts):
+                    if human and not self.grant_active(agg.ident, ui, ts):
                         agg.human += 1
                 if not is_read:
                     continue
@@ -399,7 +399,7 @@ class Detector:
         human = agg.human_base
         if human is None:
             human = client_family(rec.get("userAgent")) in ("console", "browser")
-        if human and not self.grant_active(agg.ident.role_name or agg.ident.principal, rec.get("eventTime")):
+        if human and not self.grant_active(agg.ident, ui, rec.get("eventTime")):
             agg.human += 1
 
     def _instance_check(self, rec: dict[str, Any], ui: dict[str, Any], vpce: Any) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from datetime import datetime
 from typing import Any, BinaryIO
 
+from exfil.grants import GrantWindow
+from exfil.records import Identity
 from exfil.windows import Delta, WindowState, merge_state
 
 from stage_policy import keys
@@ -111,24 +112,40 @@ def _decode(item: dict[str, Any] | None) -> tuple[WindowState | None, int]:
 
 
 class GrantLookup:
-    """Is there an active break-glass grant for this role (items written by the break-glass function)?"""
+    """The break-glass grants of a role and the sessions approved under them (items the break-glass function writes).
+
+    Read once per role per log file (this object lives for one file): the role's pointer, which names its
+    latest grant and the one before (kept a day past the deadline, so that reads judged after a grant closed
+    are still judged against it), then those grants' register entries, which hold the sessions, the window
+    and the close. A role with no pointer costs one GetItem. What a grant covers is decided in :mod:`exfil.grants`.
+    """
 
     permissions = ("dynamodb:GetItem",)
 
     def __init__(self, ddb: Any, table: str):
         self._ddb, self._table = ddb, table
-        self._cache: dict[str, int] = {}
+        self._cache: dict[str, tuple[GrantWindow, ...]] = {}
 
-    def active(self, role: str, when: Any) -> bool:
-        """``role``: a role name (or the ARN of a non-role principal, which has no grants)."""
-        role = role.rsplit("/", 1)[-1]
-        if not isinstance(when, str):
-            return False
+    def grants(self, role: str) -> tuple[GrantWindow, ...]:
         if role not in self._cache:
-            item = self._ddb.get_item(TableName=self._table, Key=keys.breakglass_grant(role)).get("Item")
-            self._cache[role] = int(item["expires_at"]["N"]) if item else 0
-        try:
-            at = datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp()
-        except ValueError:
+            pointer = self._ddb.get_item(TableName=self._table, Key=keys.breakglass_grant(role)).get("Item") or {}
+            found: list[GrantWindow] = []
+            asked: set[str] = set()
+            for name in ("grant_id", "previous_grant_id"):
+                grant_id = (pointer.get(name) or {}).get("S")
+                if not grant_id or grant_id in asked:
+                    continue
+                asked.add(grant_id)
+                record = self._ddb.get_item(TableName=self._table, Key=keys.breakglass_record(grant_id)).get("Item")
+                window = GrantWindow.from_record(grant_id, record)
+                if window is not None:
+                    found.append(window)
+            self._cache[role] = tuple(found)
+        return self._cache[role]
+
+    def active(self, ident: Identity, ui: Any, when: Any) -> bool:
+        """Is this event (its identity, ``userIdentity`` and ``eventTime``) covered by a grant on its role, open or
+        since closed? Only role sessions can be: the grant's principal acts through a session of the break-glass role."""
+        if ident.role_name is None or ident.kind != "AssumedRole":
             return False
-        return at < self._cache[role]
+        return any(g.covers(ui, when) for g in self.grants(ident.role_name))

@@ -97,7 +97,8 @@ FIELDS: tuple[Field, ...] = (
           "tests/unit/stage_policy/test_presets.py::test_five_stage_has_infra_stages_without_production_data"),
     Field("stages.<name>.interactive_access", "active", "exfil.engine (access.prod-human), warden.engine (breakglass.unapproved)",
           "none: any human access to the stage's data (a copy into it included), and any human session of its roles, is "
-          "flagged unless a break-glass grant is active; read-only: a human's write to its data (Put*, Delete*, Copy*, "
+          "flagged unless made by a session approved under an open break-glass grant (the grant's principal's, within the "
+          "grant); read-only: a human's write to its data (Put*, Delete*, Copy*, "
           "multipart uploads, RestoreObject, a copy into it) is flagged, reads are not",
           "tests/unit/exfiltration/test_engine.py::test_humans_reading_final_prod_are_flagged_unless_a_break_glass_grant_is_active"),
     Field("stages.<name>.retention.", "active", "keeper.plan (RetentionFunction, stagewarden retention plan/apply)",

@@ -20,13 +20,22 @@ def _key(pk: str, sk: str) -> Key:
     return {"pk": {"S": pk}, "sk": {"S": sk}}
 
 
-def breakglass_grant(role: str) -> Key:
-    """The active break-glass grant of a role (written by the break-glass function, read by exfiltration).
+#: How long a role's grant pointer outlives the grant's deadline (its TTL): CloudTrail delivers log files
+#: 5-15 minutes after the calls, so the grantee's reads are often judged after the grant closed.
+BREAKGLASS_POINTER_GRACE_SECONDS = 24 * 3600
 
-    Present only while a grant is open. Attributes: ``expires_at`` (N, the grant's deadline in epoch
-    seconds; also the TTL, so the item disappears after the deadline even if nothing deletes it),
-    ``grant_id``, ``principal`` (the ARN the role's trust was opened to), ``approver``, ``ticket``,
-    ``stage``. Written in one transaction with :func:`breakglass_role` and :func:`breakglass_record`.
+
+def breakglass_grant(role: str) -> Key:
+    """The break-glass grants of a role the exfiltration function judges reads against (written by the
+    break-glass function when a grant opens; read by exfiltration).
+
+    Attributes: ``grant_id`` (the latest grant, open or closed), ``previous_grant_id`` (the grant before it,
+    when the pointer still existed as this one opened), ``deadline`` (N, the latest grant's deadline),
+    ``principal``, ``approver``, ``ticket``, ``stage``, and ``expires_at`` (the TTL: the deadline plus
+    :data:`BREAKGLASS_POINTER_GRACE_SECONDS`). Closing a grant leaves the pointer: whether a grant is open,
+    and until when it covered what, is in its register entry (:func:`breakglass_record`: ``status``,
+    ``closed_at``, the sessions). Written in one transaction with :func:`breakglass_role` and
+    :func:`breakglass_record`.
     """
     return _key(f"breakglass#grant#{role}", "grant")
 

@@ -138,6 +138,10 @@ def condition_holds(condition: dict[str, Any], context: dict[str, str]) -> bool:
     for op, pairs in condition.items():
         for key, expected in pairs.items():
             actual = context.get(key)
+            if op == "Null":  # "true": the key is absent from the request context
+                if (actual is None) != (str(expected).lower() == "true"):
+                    return False
+                continue
             values = expected if isinstance(expected, list) else [expected]
             if actual is None or not any(_OPS[op](actual, v) for v in values):
                 return False

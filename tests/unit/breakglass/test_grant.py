@@ -47,7 +47,8 @@ def test_scenario_an_approved_grant_opens_the_role_until_an_iam_enforced_deadlin
     assert record["status"]["S"] == "active" and json.loads(record["doc"]["S"])["approver"] == APPROVER
     assert world.item(keys.breakglass_role(ROLE))["active_grant"]["S"] == grant.grant_id
     pointer = world.item(keys.breakglass_grant(ROLE))
-    assert int(pointer["expires_at"]["N"]) == int((T0 + timedelta(minutes=90)).timestamp())
+    deadline = int((T0 + timedelta(minutes=90)).timestamp())
+    assert int(pointer["deadline"]["N"]) == deadline and int(pointer["expires_at"]["N"]) == deadline + 24 * 3600
     assert pointer["principal"]["S"] == ONCALL and pointer["grant_id"]["S"] == grant.grant_id
     # and one high finding says so
     [finding] = [f for f in world.findings() if f["rule"] == "breakglass.granted"]

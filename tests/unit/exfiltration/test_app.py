@@ -424,26 +424,6 @@ def test_a_human_writing_to_final_prod_is_flagged(lab) -> None:
     assert findings[0]["evidence"]["human_events"] == 3 and findings[0]["action"].startswith("dry run: would deny session bob@example.com")
 
 
-def test_an_active_break_glass_grant_covers_human_access_to_prod(lab) -> None:
-    import random
-    from datetime import datetime, timezone
-
-    from stagewarden.trailgen import data_event
-
-    boto3.client("s3").create_bucket(Bucket="acme-prod-models")
-    when = datetime(2026, 11, 22, 9, tzinfo=timezone.utc)
-    boto3.client("dynamodb").put_item(TableName=lab.refs["StateTable"], Item={
-        "pk": {"S": "breakglass#grant#BreakGlassProd"}, "sk": {"S": "grant"},
-        "expires_at": {"N": str(int(when.timestamp()) + 3600)}})
-    rng = random.Random(4)
-    records = [data_event(role="BreakGlassProd", session="oncall@example.com", bucket="acme-prod-models", key="models/v1.tar.gz",
-                          when=when, rng=rng, vpce="vpce-0a1b2c3d4e5f67890", ip="10.0.0.9")]
-
-    run(lab, deliver(lab, log_key(T0, "bg"), records))
-
-    assert [f["rule"] for f in drain(lab.inbox)] == []
-
-
 # ------------------------------------------------------------------ poison-proof, source-checked
 def test_scenario_poison_records_cannot_hide_a_bulk_download(lab, iam_denies) -> None:
     # Given a log file whose first records break assumptions (types, no eventTime, a hostile denied policy call)

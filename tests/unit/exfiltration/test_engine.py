@@ -459,7 +459,7 @@ def test_humans_reading_final_prod_are_flagged_unless_a_break_glass_grant_is_act
     reads = download(3, role="AWSReservedSSO_Admin_0123", session="bob@example.com", bucket="acme-prod-models")
 
     without = run(reads)
-    with_grant = run(reads, Detector(POLICY, new_store(), grant_active=lambda role, when: role.endswith("0123")))
+    with_grant = run(reads, Detector(POLICY, new_store(), grant_active=lambda ident, ui, when: (ident.role_name or "").endswith("0123")))
 
     assert rules_of(without) == ["access.prod-human"] and without[0].finding.evidence["human_events"] == 3
     assert with_grant == []
