@@ -50,14 +50,14 @@ bench: $(VENV)/.installed ## the performance figures (bench/)
 	$(VENV)/bin/python bench/schema_gate.py
 
 property: $(VENV)/.installed ## the retention sweep planner's safety property over 10,000 generated bucket states
-	STAGEWARDEN_SWEEP_EXAMPLES=10000 $(VENV)/bin/pytest tests/unit/retention/test_property.py -p no:cacheprovider --hypothesis-show-statistics
+	STAGEWARDEN_EXPLORE=1 STAGEWARDEN_SWEEP_EXAMPLES=10000 $(VENV)/bin/pytest tests/unit/retention/test_property.py -p no:cacheprovider --hypothesis-show-statistics
 
 security: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## checkov over template.yaml and its SAM translation; skips only in place, with reasons
 	STAGEWARDEN_REQUIRE_CHECKOV=1 STAGEWARDEN_CHECKOV=$(CHECKOV_VENV)/bin/checkov $(VENV)/bin/pytest tests/template/test_security_scan.py -p no:cacheprovider -q
 
 # FUZZ_EXAMPLES=n for another count; FUZZ_ONLY=TestPolicyGuard (a pytest -k expression) for some functions only
 fuzz: $(VENV)/.installed ## malformed events against every function: 10,000 Hypothesis examples per property (README: Tests)
-	ulimit -v 8000000; STAGEWARDEN_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),10000) $(VENV)/bin/pytest tests/hardening/test_fuzz.py -p no:cacheprovider \
+	ulimit -v 8000000; STAGEWARDEN_EXPLORE=1 STAGEWARDEN_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),10000) $(VENV)/bin/pytest tests/hardening/test_fuzz.py -p no:cacheprovider \
 		--hypothesis-show-statistics $(if $(FUZZ_ONLY),-k "$(FUZZ_ONLY)")
 
 validate: $(SAM_VENV)/.installed ## sam validate --lint on template.yaml

@@ -28,7 +28,8 @@ EVENTS = ROOT / "events"
 #: examples per malformed-event property: 150 by default (300-460 per function), 10,000 in the dedicated run (make fuzz)
 EXAMPLES = int(os.environ.get("STAGEWARDEN_FUZZ_EXAMPLES", "150"))
 settings.register_profile(
-    "stagewarden-fuzz", max_examples=EXAMPLES, deadline=None, derandomize=False, database=None,
+    "stagewarden-fuzz", max_examples=EXAMPLES, deadline=None, database=None,
+    derandomize=os.environ.get("STAGEWARDEN_EXPLORE") != "1",  # the default suite draws the same examples (conftest)
     # the harness is class-scoped (one deployed function per class); the per-test autouse env fixture is harmless
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large,
                            HealthCheck.large_base_example, HealthCheck.filter_too_much],
