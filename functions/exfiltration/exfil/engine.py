@@ -82,7 +82,7 @@ class _Agg:
         self.state = state
         if state is None:
             self.objs: dict[Any, int] = {}
-            self.minutes: dict[int, list[int]] = {}
+            self.minutes: dict[int, tuple[int, int]] = {}
         else:
             self.objs, self.minutes = state.seen, state.minutes
         self.new = self.reads = self.bytes = self.events = self.outside = self.presigned = self.human = self.copy_out = 0
@@ -328,16 +328,15 @@ class Detector:
                     agg.copy_out += 1
                     agg.more("copy_dests", copy_to[1])
                 if not agg.exempt:  # exempt from the volume thresholds only
-                    slot = agg.minutes.get(minute)
-                    if slot is None:
-                        slot = agg.minutes[minute] = [0, 0]
                     obj = (bucket, rp.get("key"), rp.get("versionId"))
-                    objs = agg.objs
+                    objs, minutes = agg.objs, agg.minutes
+                    slot = minutes.get(minute)  # (objects, bytes): a tuple, replaced (see exfil.windows)
                     if obj not in objs:  # distinct objects: ranged reads of one object count once
                         objs[obj] = minute
-                        slot[0] += 1
                         agg.new += 1
-                    slot[1] += nbytes
+                        minutes[minute] = (1, nbytes) if slot is None else (slot[0] + 1, slot[1] + nbytes)
+                    else:
+                        minutes[minute] = (0, nbytes) if slot is None else (slot[0], slot[1] + nbytes)
                 if not denied:
                     continue
                 vpce = rec.get("vpcEndpointId")

@@ -101,8 +101,8 @@ def object_hash(obj: Any) -> int:
 def _decode(item: dict[str, Any] | None) -> tuple[WindowState | None, int]:
     if not item:
         return None, 0
-    minutes = {int(m): v for m, v in json.loads(item["minutes"]["S"]).items()}
-    hours = {int(h): v for h, v in json.loads(item.get("hours", {}).get("S", "{}")).items()}
+    minutes = {int(m): (v[0], v[1]) for m, v in json.loads(item["minutes"]["S"]).items()}
+    hours = {int(h): (v[0], v[1]) for h, v in json.loads(item.get("hours", {}).get("S", "{}")).items()}
     raw = item.get("seen", {}).get("B", b"")
     seen = {h: m for h, m in _SEEN.iter_unpack(raw[: len(raw) - len(raw) % _SEEN.size])}
     slots = list(minutes.values()) + list(hours.values())

@@ -6,7 +6,7 @@ and JSON lines (one record, or one ``{"Records": [...]}`` document, per line).
 CloudTrail writes ``{"Records":[{"eventVersion":...},{"eventVersion":...}]}`` on one line.
 For that shape the reader cuts the decompressed stream at record boundaries
 (``,{"<first key>"`` cannot occur inside a JSON string, whose quotes are escaped) and hands
-each ~1 MiB batch to orjson in one call: near the cost of decompression plus parsing.
+each ~64 KiB batch (:data:`BATCH`) to orjson in one call: near the cost of decompression plus parsing.
 Anything else (pretty-printed, arrays) goes through ijson's C backend, JSON lines line by
 line. Malformed or truncated input becomes :class:`ReadIssue` entries; every record that
 can be read is still yielded.
@@ -24,6 +24,11 @@ from typing import Any, BinaryIO, Iterator
 import orjson
 
 CHUNK = 1 << 20
+#: Decompressed bytes per batch of records (~30 CloudTrail records). Small on purpose: a batch's parsed records
+#: (about 3 x its JSON in Python objects) then stay in the CPU's L2 cache while the detector reads them and
+#: while they are freed. With 1 MiB batches (~4 MB of objects) the scanner ran at 0.55 x the gzip + orjson floor
+#: on high-cardinality files, with 64 KiB ones at about 0.9 x (bench/exfil.py, same run, README "Performance").
+BATCH = 64 << 10
 #: Default bound of decompressed bytes per file (CloudTrail's own files stay far below it).
 MAX_INFLATED = 2 << 30
 #: A single record larger than this is skipped (CloudTrail's records are kilobytes).
@@ -55,7 +60,7 @@ class ReadStats:
 def cyclic_gc_paused() -> Iterator[None]:
     """Pause Python's cyclic garbage collector while a file's records are processed.
 
-    Parsed records are acyclic dicts, freed by reference counting; but each 1 MiB batch
+    Parsed records are acyclic dicts, freed by reference counting; but each batch
     survives a few young collections and is promoted, which then triggers full collections
     that scan every live object, about once per batch (measured: ~15 % of scanner time).
     Reference counting still frees everything at once; cycles, if any, are collected after.
@@ -79,7 +84,7 @@ def _raw_chunks(fileobj: BinaryIO, stats: ReadStats) -> Iterator[bytes]:
 
 
 def _decompressed(fileobj: BinaryIO, stats: ReadStats, limit: int) -> Iterator[bytes]:
-    """Plain or gzip (multi-member too) to plain chunks of at most 1 MiB, at most ``limit`` bytes in all.
+    """Plain or gzip (multi-member too) to plain chunks of at most :data:`BATCH` bytes, at most ``limit`` bytes in all.
 
     A truncated gzip is an issue, not an error; so is the limit.
     """
@@ -99,18 +104,18 @@ def _inflate(fileobj: BinaryIO, stats: ReadStats) -> Iterator[bytes]:
     raw = _raw_chunks(fileobj, stats)
     first = next(raw, b"")
     if first[:2] != b"\x1f\x8b":
-        if first:
-            yield first
-        yield from raw
+        for chunk in _prepend(first, raw):  # plain: read in CHUNKs, passed on in BATCHes like inflated output
+            for at in range(0, len(chunk), BATCH):
+                yield chunk[at:at + BATCH]
         return
     decomp = zlib.decompressobj(wbits=31)
     pending: bytes | None = first
     while pending is not None:
         try:
-            out = decomp.decompress(pending, CHUNK)  # bounded output per call: a bomb cannot inflate at once
+            out = decomp.decompress(pending, BATCH)  # bounded output per call: a bomb cannot inflate at once
             while out:
                 yield out
-                out = decomp.decompress(decomp.unconsumed_tail, CHUNK) if decomp.unconsumed_tail else b""
+                out = decomp.decompress(decomp.unconsumed_tail, BATCH) if decomp.unconsumed_tail else b""
         except zlib.error as exc:
             stats.issue("truncated", f"gzip stream is corrupt ({exc})")
             return

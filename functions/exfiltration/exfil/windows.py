@@ -17,6 +17,10 @@ window and its heaviest 24 hours.
 * ``total`` is the sum over everything kept: while it is within a limit, no window and no
   day can exceed that limit, so most merges decide nothing without looking further. This
   is what keeps thousands of sessions per log file cheap.
+* A minute's or an hour's counts are a tuple ``(objects, bytes)``, replaced on each update,
+  not a list changed in place: tuples of numbers are untracked by Python's cyclic GC after
+  its first young collection, so the scanner's hundreds of thousands of slots (thousands of
+  sessions x a day of minutes and hours) are not traversed again by every older collection.
 """
 
 from __future__ import annotations
@@ -32,12 +36,16 @@ DAY_MINUTES = 1440
 SEEN_CAP = 16_384
 
 
+#: (distinct objects, bytes) of one minute or hour
+Slot = tuple[int, int]
+
+
 @dataclass(slots=True)
 class Delta:
     """What one log file adds for one identity on one stage."""
 
     objects: dict[Any, int]  # object id (bucket, key, version) -> first minute read in this file
-    minutes: dict[int, list[int]]  # minute -> [read requests, bytes]
+    minutes: dict[int, Slot]  # minute -> (new distinct objects in the file, bytes); only the bytes are merged
     agents: Any  # the user agent of the reads, or a frozenset of them: client families are learned from these
     first: int  # the file's first read (when a new client family was first used)
     keep_after: int = 0  # minutes at or before it may be rolled up (one window plus lateness before the file's first read)
@@ -46,8 +54,8 @@ class Delta:
 
 @dataclass(slots=True)
 class WindowState:
-    minutes: dict[int, list[int]] = field(default_factory=dict)  # minute -> [new distinct objects, bytes]
-    hours: dict[int, list[int]] = field(default_factory=dict)  # epoch hour -> [new distinct objects, bytes], older minutes
+    minutes: dict[int, Slot] = field(default_factory=dict)  # minute -> (new distinct objects, bytes)
+    hours: dict[int, Slot] = field(default_factory=dict)  # epoch hour -> (new distinct objects, bytes), older minutes
     seen: dict[Any, int] = field(default_factory=dict)  # object id -> minute of its last read
     families: dict[str, int] = field(default_factory=dict)  # client family -> first minute used
     first_seen: int = 0
@@ -63,11 +71,10 @@ class WindowState:
 
     def day_peak(self, touched: Iterable[int]) -> tuple[int, int, int, int]:
         """The heaviest 24 hours ending at the hour of a touched minute: (first hour, last hour, objects, bytes)."""
-        hours = {h: list(v) for h, v in self.hours.items()}
+        hours = dict(self.hours)
         for minute, (count, nbytes) in self.minutes.items():
-            slot = hours.setdefault(minute // 60, [0, 0])
-            slot[0] += count
-            slot[1] += nbytes
+            slot = hours.get(minute // 60)
+            hours[minute // 60] = (count, nbytes) if slot is None else (slot[0] + count, slot[1] + nbytes)
         return worst_window(hours, {m // 60 for m in touched}, 24)
 
 
@@ -75,7 +82,7 @@ class WindowStore(Protocol):
     def merge(self, stage: str, identity: str, delta: Delta) -> WindowState: ...
 
 
-def worst_window(slots: dict[int, list[int]], touched: Iterable[int], width: int) -> tuple[int, int, int, int]:
+def worst_window(slots: dict[int, Slot], touched: Iterable[int], width: int) -> tuple[int, int, int, int]:
     """The heaviest window of ``width`` slots ending at a touched slot: (start, end, objects, bytes)."""
     best = (0, 0, 0, 0)
     for end in touched:
@@ -110,17 +117,11 @@ def merge_state(state: WindowState | None, delta: Delta, prune_every: int = 60) 
             continue  # read in the previous 24 hours: not a new object
         seen[obj] = minute
         slot = minutes.get(minute)
-        if slot is None:
-            minutes[minute] = [1, 0]
-        else:
-            slot[0] += 1
+        minutes[minute] = (1, 0) if slot is None else (slot[0] + 1, slot[1])
         total[0] += 1
     for minute, rb in delta.minutes.items():
         slot = minutes.get(minute)
-        if slot is None:
-            minutes[minute] = [0, rb[1]]
-        else:
-            slot[1] += rb[1]
+        minutes[minute] = (0, rb[1]) if slot is None else (slot[0], slot[1] + rb[1])
         total[1] += rb[1]
     learn(state, delta.agents, delta.first)
     if delta.first - state.pruned_at >= prune_every or len(seen) > SEEN_CAP:
@@ -160,11 +161,7 @@ def prune(state: WindowState, keep_after: int, newest: int) -> None:
     for minute in [m for m in minutes if m <= keep_after]:
         count, nbytes = minutes.pop(minute)
         slot = hours.get(minute // 60)
-        if slot is None:
-            hours[minute // 60] = [count, nbytes]
-        else:
-            slot[0] += count
-            slot[1] += nbytes
+        hours[minute // 60] = (count, nbytes) if slot is None else (slot[0] + count, slot[1] + nbytes)
     last_hour = (newest + LATENESS_MINUTES) // 60
     for hour in [h for h in hours if h < last_hour - 25]:
         count, nbytes = hours.pop(hour)

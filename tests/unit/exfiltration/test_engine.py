@@ -174,6 +174,26 @@ def test_among_thousands_of_sessions_per_file_the_thresholds_fire_exactly() -> N
     assert ev["window"] == {"start": "2026-11-22T08:10:00Z", "end": "2026-11-22T08:11:00Z"}
 
 
+def test_window_slots_leave_the_cyclic_gc_after_one_young_collection() -> None:
+    """Thousands of sessions x a day of minutes and hours are hundreds of thousands of slots: as tuples of numbers
+    they are untracked by the cyclic GC after one collection instead of traversed by every older one."""
+    import gc
+
+    # Given two files of many sessions' reads, windows kept as the scanner (in place) or the function (merged) keeps them
+    store = new_store()
+    detector = Detector(POLICY, store)
+    for i in range(2):
+        run(high_cardinality(1000, seed=60 + i, start=T0 + timedelta(minutes=5 * i), sessions=500, roles=5), detector, f"f{i}")
+
+    # When a young collection has run
+    gc.collect(0)
+
+    # Then every minute and hour slot counts (objects, bytes) and none is tracked by the cyclic GC any more
+    slots = [slot for state in store.items.values() for slot in (*state.minutes.values(), *state.hours.values())]
+    assert len(slots) > 500 and sum(s[0] for s in slots) == sum(state.total[0] for state in store.items.values())
+    assert not any(gc.is_tracked(slot) for slot in slots)
+
+
 def test_the_dedup_key_is_the_sessions_so_a_second_session_is_a_new_incident() -> None:
     first = run(download(150, role="NotebookShared", session="a@example.com"))
     second = run(download(150, role="NotebookShared", session="b@example.com"))

@@ -8,6 +8,7 @@ import json
 import random
 from datetime import datetime, timezone
 
+import orjson
 import pytest
 from exfil.reader import ReadStats, iter_batches
 
@@ -44,14 +45,21 @@ def test_every_layout_yields_every_record_in_order(layout: str, data: bytes) -> 
     assert stats.issues == [] and stats.records == len(expected)
 
 
-def test_large_files_are_cut_into_batches_not_loaded_whole() -> None:
+@pytest.mark.parametrize("compress", [True, False], ids=["gzip", "plain"])
+def test_large_files_are_cut_into_small_batches_not_loaded_whole(compress: bool) -> None:
+    from exfil.reader import BATCH
+
     many = bulk_download(role="R", session="s", bucket="b", objects=3000, start=START, seconds=600, nbytes=10)
+    record_size = max(len(orjson.dumps(r)) for r in many) + 1
 
     stats = ReadStats()
-    batches = list(iter_batches(io.BytesIO(log_file(many)), stats))
+    batches = list(iter_batches(io.BytesIO(log_file(many, compress=compress)), stats))
 
-    assert stats.records == 3000 and len(batches) > 1  # ~4 MB decompressed: several 1 MiB batches
-    assert stats.uncompressed_bytes > 3 * (1 << 20)
+    # ~4 MB decompressed, in batches of at most BATCH bytes of JSON (parsed, they stay in the CPU cache)
+    assert stats.records == 3000 and stats.uncompressed_bytes > 3 * (1 << 20)
+    assert len(batches) >= stats.uncompressed_bytes // BATCH
+    assert max(len(b) for b in batches) <= BATCH // record_size + 1
+    assert [r["eventID"] for b in batches for r in b] == [r["eventID"] for r in many]
 
 
 def test_a_truncated_gzip_file_yields_what_it_can_and_says_so() -> None:
@@ -144,11 +152,11 @@ def test_decompression_is_bounded_and_says_so() -> None:
 
 
 def test_gzip_output_is_produced_a_block_at_a_time() -> None:
-    from exfil.reader import CHUNK, _inflate
+    from exfil.reader import BATCH, _inflate
 
     bomb = gzip.compress(b"\0" * (16 << 20))
 
-    assert max(len(c) for c in _inflate(io.BytesIO(bomb), ReadStats())) <= CHUNK
+    assert max(len(c) for c in _inflate(io.BytesIO(bomb), ReadStats())) <= BATCH
 
 
 def test_a_record_larger_than_the_record_bound_is_skipped_not_buffered(monkeypatch) -> None:
