@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Literal
 
 from keeper.actions import DeleteVersions, EnableVersioning, HideObject, PutLifecycle, RememberStage, SaveSweepMarker, StageGuard
@@ -156,7 +156,7 @@ class Keeper:
             by_name = stage_for_bucket(self.policy, bucket, None)
             if match.via == "tag" and by_name.stage and kept_forever(self.policy.stages[by_name.stage].retention):
                 return None, None, None, None  # held permanent by its name already (retention.stage-conflict)
-        approved = memory.approval(self.now)
+        approved = memory.approval(datetime.now(timezone.utc))  # the clock, not the event's time: approvals lapse in real time
         if approved is not None and approved == match.stage:
             return None, None, match, memory
         now = f"stage {match.stage}" if match.stage else "no stage"

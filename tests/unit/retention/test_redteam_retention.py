@@ -130,19 +130,18 @@ def test_a_refused_delete_of_an_audit_buckets_lifecycle_does_not_claim_it_was_de
     assert [f for f in drain(lab.inbox) if f["rule"] == "audit.tamper"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="a bucket mapped to a permanent stage by its tag alone (no name pattern) can be "
-                   "retagged to a perishable stage by anyone with s3:PutBucketTagging: the PutBucketTagging event then "
-                   "puts the lab's expiring lifecycle on it and the next sweep deletes its old data. The stage-conflict "
-                   "guard compares the tag with the name only; catching a downgrade needs the bucket's previous stage "
-                   "remembered (state table), not built")
 def test_retagging_a_tag_only_prod_bucket_as_lab_puts_no_expiry_on_it(lab, tmp_path) -> None:
     seed_policy_in_process(lab, policy_variant(tmp_path, PROD_ENFORCE))
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="published-results")  # no name pattern: final-prod by its tag only
     s3.put_bucket_versioning(Bucket="published-results", VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_tagging(Bucket="published-results", Tagging={"TagSet": [{"Key": "stagewarden:stage", "Value": "final-prod"}]})
+    with written_days_ago(400):
+        s3.put_object(Bucket="published-results", Key="raw/paper.csv", Body=b"1")
+        s3.put_object(Bucket="published-results", Key="raw/paper.csv", Body=b"2")
     run(lab, event("put_bucket_tagging.eventbridge.json", bucketName="published-results"))
     assert rules("published-results") == {}  # held as final prod
+    drain(lab.inbox)
 
     # When someone retags it as the lab (its own PutBucketTagging event)
     s3.put_bucket_tagging(Bucket="published-results", Tagging={"TagSet": [{"Key": "stagewarden:stage", "Value": "prod-discovery"}]})
@@ -150,14 +149,18 @@ def test_retagging_a_tag_only_prod_bucket_as_lab_puts_no_expiry_on_it(lab, tmp_p
     retag["id"], retag["detail"]["eventID"] = retag["id"][:-4] + "0bad", retag["detail"]["eventID"][:-4] + "0bad"
     run(lab, retag)
 
-    # Then no expiry lands on production data
-
+    # Then no expiry lands on production data, and the retag is critical, naming who did it
     assert not any(deletes_data(r) for r in rules("published-results").values())
+    [finding] = [f for f in drain(lab.inbox) if f["rule"] == "retention.stage-downgrade"]
+    assert finding["severity"] == "critical" and finding["principal"].endswith("/alice@example.com")
+    assert finding["stage"] == "final-prod" and "stagewarden retention restage --bucket published-results" in finding["summary"]
+
+    # And the daily sweep deletes nothing from it, however old
+    run(lab, schedule())
+    assert versions("published-results") == [("raw/paper.csv", False), ("raw/paper.csv", False)]
+    assert rules("published-results") == {}
 
 
-@pytest.mark.xfail(strict=True, reason="the sweep plans from one read of the bucket's tags; DeleteObjects does not re-check "
-                   "them, so a lab bucket retagged final-prod between listing and deleting still loses its expired "
-                   "versions. A re-read before each batch would cost one call per 1,000 deletions (the 2.2 figure)")
 def test_a_bucket_retagged_permanent_while_it_is_swept_loses_nothing(lab) -> None:
     s3 = boto3.client("s3")
     with written_days_ago(45):
@@ -170,8 +173,11 @@ def test_a_bucket_retagged_permanent_while_it_is_swept_loses_nothing(lab) -> Non
         run(lab, schedule())
     assert fired
 
-    # Then nothing is deleted from what is now a permanent bucket
+    # Then nothing is deleted from what is now a permanent bucket, and the finding says the deletion was skipped, why
     assert versions(LAB) == [("raw/old.csv", False)]
+    [swept] = [f for f in drain(lab.inbox) if f["rule"] == "retention.swept"]
+    assert swept["action"].startswith("skipped: would delete 1 version(s)")
+    assert "now maps to stage final-prod, not prod-discovery" in swept["action"]
 
 
 # ---------------------------------------------------------------- versions the sweep must keep
