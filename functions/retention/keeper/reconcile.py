@@ -223,12 +223,14 @@ class Keeper:
         """The stage memory's decisions: a held downgrade (critical), an approved restage carried out, or the bucket's
         permanent stage remembered (first seen, or moved between permanent stages)."""
         memory, stage, resource, key = view.memory, view.stage, arn(view.name), self.policy.resources.tag_key
-        who = principal or "an unknown principal (found by a reconcile, not by the change's own event)"
+        # only a tag event's caller retagged the bucket; another event's caller (a lifecycle change) is not blamed for it
+        tagger = principal if trigger in ("PutBucketTagging", "DeleteBucketTagging") else None
+        who = tagger or f"an unknown principal (found on {trigger or 'a reconcile'}, not on the retag's own event)"
         if view.downgrade and memory is not None:
             tag = view.config.tags.get(key)
             change = f"{key}={tag!r}" if tag is not None else f"its {key} tag removed"
             return [Decision(Finding(
-                rule="retention.stage-downgrade", severity="critical", stage=stage, resource=resource, principal=principal,
+                rule="retention.stage-downgrade", severity="critical", stage=stage, resource=resource, principal=tagger,
                 summary=_cut(f"Bucket {view.name} was retagged ({change}) by {who}: {view.downgrade}. No expiry was applied "
                              f"and nothing is swept. To move it: {RESTAGE.format(bucket=view.name)}.", 990),
                 evidence={"bucket": view.name, "held_at": memory.stage, "remembered_since": memory.since,
@@ -240,9 +242,9 @@ class Keeper:
         if view.restaged is not None and stage is not None:
             m = view.restaged
             note = f"restage from {m.stage} approved by {m.approved_by} ({_cut(m.approved_reason or '', 200)})"
-            after = Remembered(stage, since=self.now.isoformat(), by=_cut(f"{principal or 'unknown'}; {note}", 600))
+            after = Remembered(stage, since=self.now.isoformat(), by=_cut(f"{tagger or 'unknown'}; {note}", 600))
             return [Decision(Finding(
-                rule="retention.restaged", severity="medium", stage=stage, resource=resource, principal=principal,
+                rule="retention.restaged", severity="medium", stage=stage, resource=resource, principal=tagger,
                 summary=_cut(f"Bucket {view.name} moved from permanent stage {m.stage} to {stage} (retagged by {who}), as "
                              f"approved by {m.approved_by}: {m.approved_reason}. Its lifecycle now follows {stage}.", 990),
                 evidence={"bucket": view.name, "from": m.stage, "to": stage, "approved_by": m.approved_by,

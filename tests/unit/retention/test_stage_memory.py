@@ -97,10 +97,12 @@ def test_an_expiring_lifecycle_put_on_an_untagged_prod_bucket_is_removed(publish
     # When the lifecycle's event arrives
     run(published, event("put_bucket_lifecycle.eventbridge.json", bucketName=PUBLISHED))
 
-    # Then the expiry is gone: the bucket is still final prod
+    # Then the expiry is gone: the bucket is still final prod; the lifecycle's caller is named for the expiry only
     assert rules(PUBLISHED) == {}
-    found = {f["rule"] for f in drain(published.inbox)}
-    assert {"retention.stage-downgrade", "retention.permanent-expiry"} <= found
+    found = {f["rule"]: f for f in drain(published.inbox)}
+    assert found["retention.permanent-expiry"]["principal"].endswith("/alice@example.com")
+    assert found["retention.stage-downgrade"]["principal"] is None
+    assert "by an unknown principal (found on PutBucketLifecycle" in found["retention.stage-downgrade"]["summary"]
 
 
 def test_a_tag_naming_no_stage_is_held_too(published) -> None:
