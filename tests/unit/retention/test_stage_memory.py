@@ -8,6 +8,7 @@ retention restage`, recorded in the state table and the audit ledger, consumed b
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import boto3
@@ -179,12 +180,8 @@ def test_a_dry_run_prod_stage_is_remembered_and_held_too(lab) -> None:
 
 
 def test_a_held_bucket_is_non_compliant_for_the_config_rule(published) -> None:
-    from keeper.handler import keeper as build_keeper  # noqa: F401 - the function's own wiring is exercised by run()
-
     tag(PUBLISHED, "prod-discovery")
     evt = event("config_change.json")
-    import json
-
     invoking = json.loads(evt["invokingEvent"])
     invoking["configurationItem"].update(resourceName=PUBLISHED, resourceId=PUBLISHED)
     evt["invokingEvent"] = json.dumps(invoking)
@@ -209,8 +206,6 @@ def test_scenario_an_approved_restage_moves_the_bucket_and_says_who_approved(pub
     assert restage(published, "--format", "json") == 0
 
     # Then the approval is recorded (state table, audit ledger) and the tag is set, other tags kept
-    import json
-
     out = json.loads(capsys.readouterr().out)
     assert (out["from"], out["to"], out["held"]) == ("final-prod", "prod-discovery", True)
     m = memory(published, PUBLISHED)
