@@ -1,10 +1,12 @@
-"""`stagewarden retention plan | apply`: the retention function's reconcile and sweep from a terminal.
+"""`stagewarden retention plan | apply | restage`: the retention function's reconcile and sweep from a terminal.
 
 Runs against whatever boto3 is pointed at (``AWS_ENDPOINT_URL`` for the local emulator, else AWS
 with the caller's credentials). ``plan`` only reads: per bucket the stage, the rules the policy
 requires and the bucket's, the diff and the versions due. ``apply`` reconciles and sweeps once,
-honouring each stage's mode and ``safety.max_deletions_per_run``, exactly as the daily run does.
-Everything heavy is imported when a command runs, not when the CLI starts.
+honouring each stage's mode and ``safety.max_deletions_per_run``, exactly as the daily run does
+(with ``--state-table``, also each bucket's stage memory). ``restage`` is the operator's approved
+move of a remembered permanent bucket to another stage: recorded in the state table and the audit
+ledger, then the stage tag is set. Everything heavy is imported when a command runs, not when the CLI starts.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
+#: How long a restage approval waits for the retag (the tag's event consumes it in seconds; the daily run within a day).
+APPROVAL_HOURS = 48
 
 
 def register(sub: Any) -> None:
@@ -30,6 +34,17 @@ def register(sub: Any) -> None:
                                            "(exit 1 if an action failed)")
     _common(p)
     p.set_defaults(func=cmd_apply)
+    p = retention.add_parser("restage", help="approve moving a bucket remembered in a permanent stage to another stage, "
+                                             "record it (state table, audit ledger) and retag it")
+    p.add_argument("--policy", required=True, metavar="PATH", help="stage policy (YAML)")
+    p.add_argument("--bucket", required=True, metavar="B")
+    p.add_argument("--to", required=True, metavar="STAGE", help="the stage the bucket moves to (a stage of the policy)")
+    p.add_argument("--by", required=True, metavar="NAME", help="who approved the move (kept with it and in the findings)")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why (kept with the approval and in the findings)")
+    p.add_argument("--state-table", required=True, metavar="T", help="the stack's StateTable (output StateTableName)")
+    p.add_argument("--audit-table", required=True, metavar="T", help="the stack's AuditTable (output AuditTableName)")
+    p.add_argument("--format", choices=["json", "table"], default="table")
+    p.set_defaults(func=cmd_restage)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -38,6 +53,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--now", metavar="ISO", help="sweep as of this time (ISO 8601; default: the clock)")
     p.add_argument("--audit-bucket", action="append", default=[], metavar="B",
                    help="a bucket holding audit logs: its lifecycle is checked for tampering, never changed (repeatable)")
+    p.add_argument("--state-table", metavar="T",
+                   help="the stack's StateTable: honour each bucket's stage memory (a remembered permanent bucket retagged "
+                        "perishable is held, never swept) and record it, as the function does")
     p.add_argument("--format", choices=["json", "table"], default="table")
 
 
@@ -60,7 +78,7 @@ class _Setup:
     """Policy, clients, keeper and the buckets to visit; every bad input raised as one line."""
 
     def __init__(self, args: argparse.Namespace):
-        from keeper.ports import BucketReader, LockReader, VersionLister
+        from keeper.ports import BucketReader, LockReader, StageMemory, VersionLister
         from keeper.reconcile import Keeper
 
         from stage_policy.loader import load
@@ -69,7 +87,9 @@ class _Setup:
         self.now = _now(args.now)
         self._clients: dict[str, Any] = {}
         s3 = self.client("s3")
-        self.keeper = Keeper(self.policy, BucketReader(s3), VersionLister(s3), LockReader(s3), self.now, tuple(args.audit_bucket))
+        memory = StageMemory(self.client("dynamodb"), args.state_table) if args.state_table else None
+        self.keeper = Keeper(self.policy, BucketReader(s3), VersionLister(s3), LockReader(s3), self.now, tuple(args.audit_bucket),
+                             memory=memory)
         if args.bucket:
             for bucket in args.bucket:
                 try:
@@ -252,3 +272,88 @@ def cmd_apply(args: argparse.Namespace) -> int:
           f"{spent} version(s) and delete marker(s) deleted, {sum(1 for o in executor.outcomes if o.status == 'failed')} "
           "action(s) failed", file=sys.stderr)
     return EXIT_FINDINGS if failed else EXIT_OK
+
+
+# ------------------------------------------------------------------ restage
+def cmd_restage(args: argparse.Namespace) -> int:
+    """Approve (state table), record (audit ledger) and carry out (stage tag) one bucket's move to ``--to``.
+
+    The approval names exactly one move (from the remembered stage to ``--to``) and lapses after
+    :data:`APPROVAL_HOURS`; the retention function consumes it when it sees the tag (``retention.restaged``).
+    """
+    from datetime import timedelta
+
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+    from keeper.actions import ApproveRestage, RetagStage
+    from keeper.ports import Remembered, StageMemory
+    from keeper.reconcile import kept_forever
+
+    from stage_policy.actions import Decision
+    from stage_policy.executor import AuditLedger, Executor
+    from stage_policy.loader import PolicyError, load
+    from stage_policy.mapping import stage_for_bucket
+
+    try:
+        policy = load(args.policy)
+    except PolicyError as exc:
+        return _err(exc.lines()[0])
+    if args.to not in policy.stages:
+        return _err(f"--to {args.to!r}: no such stage in the policy (stages: {', '.join(policy.stages)})")
+    by, reason = args.by.strip(), " ".join(args.reason.split())
+    if not by or not reason:
+        return _err("--by and --reason must not be empty: the approval names who and why")
+    clients: dict[str, Any] = {}
+
+    def client(service: str) -> Any:
+        return clients.setdefault(service, boto3.client(service))
+
+    now = datetime.now(timezone.utc)
+    store = StageMemory(client("dynamodb"), args.state_table)
+    try:
+        client("s3").head_bucket(Bucket=args.bucket)
+        memory = store.get(args.bucket)
+        tags = {t["Key"]: t["Value"] for t in _tag_set(client("s3"), args.bucket)}
+        operator = client("sts").get_caller_identity()["Arn"]
+    except (BotoCoreError, ClientError) as exc:
+        return _err(f"--bucket {args.bucket}: {_aws(exc)}")
+    current = stage_for_bucket(policy, args.bucket, tags).stage
+    origin = memory.stage if memory is not None else current
+    held = origin is not None and origin in policy.stages and kept_forever(policy.stages[origin].retention)
+    approval = Remembered(origin or args.to, since=memory.since if memory else now.isoformat(), by=memory.by if memory else None,
+                          approved_to=args.to, approved_by=by, approved_reason=reason[:1000], approved_operator=operator,
+                          approved_at=now.isoformat(), approved_until=(now + timedelta(hours=APPROVAL_HOURS)).isoformat())
+    actions: list[Any] = [ApproveRestage(args.bucket, memory=approval, store=store, why="operator's restage")] if held else []
+    actions.append(RetagStage(args.bucket, key=policy.resources.tag_key, value=args.to))
+    executor = Executor(client, policy, "enforce", AuditLedger(client("dynamodb"), args.audit_table, "stagewarden-cli"))
+    outcomes = executor.act(Decision(None, actions, args.to))
+    failed = [o for o in outcomes if o.status == "failed"]
+    result = {"bucket": args.bucket, "from": origin, "to": args.to, "held": held, "approved_by": by, "reason": reason,
+              "operator": operator, "approved_until": approval.approved_until if held else None,
+              "outcomes": [{"action": o.kind, "status": o.status, "detail": o.detail} for o in outcomes]}
+    if args.format == "json":
+        print(json.dumps(result))
+    else:
+        for o in outcomes:
+            print(f"{o.status:<8} {o.detail}")
+        if held and not failed:
+            print(f"{args.bucket}: the retention function moves it to {args.to} on the tag's event (or the daily run) and "
+                  f"reports retention.restaged; the approval lapses at {approval.approved_until}")
+        elif not held:
+            print(f"{args.bucket}: not remembered in a permanent stage (now {current or 'unmanaged'}): no approval was needed")
+    if failed:
+        print(f"stagewarden: {len(failed)} action(s) failed; nothing moves until the tag is set (the approval lapses at "
+              f"{approval.approved_until})", file=sys.stderr)
+        return EXIT_FINDINGS
+    return EXIT_OK
+
+
+def _tag_set(s3: Any, bucket: str) -> list[dict[str, str]]:
+    from stage_policy.errors import is_code
+
+    try:
+        return s3.get_bucket_tagging(Bucket=bucket).get("TagSet", [])
+    except Exception as exc:
+        if is_code(exc, "NoSuchTagSet"):
+            return []
+        raise

@@ -10,16 +10,51 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from keeper.plan import Entry, canonical
 
-from stage_policy.actions import Action, Clients
+from stage_policy.actions import Action, Clients, Skipped
 from stage_policy.errors import is_code
 
 
 def _fingerprint(rules: list[dict[str, Any]] | tuple[dict[str, Any], ...]) -> list[str]:
     return sorted(json.dumps(canonical(r), sort_keys=True, default=str) for r in rules)
+
+
+def _tags(s3: Any, bucket: str) -> dict[str, str]:
+    try:
+        return {t["Key"]: t["Value"] for t in s3.get_bucket_tagging(Bucket=bucket).get("TagSet", [])}
+    except Exception as exc:
+        if not is_code(exc, "NoSuchTagSet"):
+            raise  # unreadable: the deletion fails (fail closed) and the invocation is retried
+        return {}
+
+
+class StageGuard:
+    """The sweep's re-check: before each deletion request of one bucket, its tags are read again and mapped to a stage.
+
+    The sweep was planned from one read of the tags, minutes earlier on a large bucket. Once they map the bucket to
+    another stage than the one planned (an admin tagged it final-prod, or another stage with longer retention),
+    that request and every later one of the bucket's sweep is skipped (:class:`~stage_policy.actions.Skipped`), and
+    the sweep marker is left where it was. Cost: one GetBucketTagging per DeleteObjects request (per 1,000
+    deletions) and per delete marker placed. Shared by the actions of one bucket's sweep in one invocation only.
+    """
+
+    permissions = ("s3:GetBucketTagging",)
+
+    def __init__(self, bucket: str, planned: str | None, stage_of: Callable[[dict[str, str]], str | None]):
+        self.bucket, self.planned, self._stage_of = bucket, planned, stage_of
+        self.stopped: str | None = None
+
+    def check(self, s3: Any) -> None:
+        if self.stopped is None:
+            now = self._stage_of(_tags(s3, self.bucket))
+            if now == self.planned:
+                return
+            self.stopped = (f"{self.bucket} now maps to {f'stage {now}' if now else 'no stage'}, not {self.planned} as when "
+                            "its sweep was planned: its sweep stopped (the next run re-plans it)")
+        raise Skipped(self.stopped)
 
 
 class LifecycleChanged(RuntimeError):
@@ -97,11 +132,14 @@ class HideObject(Action):
     permissions: ClassVar[tuple[str, ...]] = ("s3:DeleteObject",)
 
     key: str = ""
+    guard: StageGuard | None = None
 
     def describe(self) -> str:
         return f"place a delete marker on s3://{self.target}/{self.key} (a held version stays behind it)"
 
     def apply(self, clients: Clients) -> str:
+        if self.guard is not None:
+            self.guard.check(clients("s3"))
         clients("s3").delete_object(Bucket=self.target, Key=self.key)
         return f"placed a delete marker on s3://{self.target}/{self.key}"
 
@@ -122,6 +160,8 @@ class DeleteVersions(Action):
     cap: ClassVar[str] = "deletions"
 
     entries: tuple[Entry, ...] = ()
+    #: Re-reads the bucket's stage before the request (None: not checked).
+    guard: StageGuard | None = None
 
     def weight(self) -> int:
         return len(self.entries)
@@ -139,6 +179,8 @@ class DeleteVersions(Action):
     def apply(self, clients: Clients) -> str:
         if len(self.entries) > 1000:
             raise ValueError("DeleteObjects takes at most 1,000 keys")
+        if self.guard is not None:
+            self.guard.check(clients("s3"))
         response = clients("s3").delete_objects(Bucket=self.target, Delete={
             "Objects": [{"Key": e.key, "VersionId": e.version_id} for e in self.entries], "Quiet": True})
         errors = response.get("Errors", [])
@@ -163,12 +205,15 @@ class SaveSweepMarker(Action):
 
     after_key: str | None = None
     markers: Any = None  # keeper.ports.SweepMarkers
+    guard: StageGuard | None = None  # stopped: the marker stays where it was
 
     def describe(self) -> str:
         return f"continue the sweep of {self.target} after {self.after_key!r} next run" if self.after_key else \
             f"start the next sweep of {self.target} from its first key"
 
     def apply(self, clients: Clients) -> str:
+        if self.guard is not None and self.guard.stopped:
+            raise Skipped(self.guard.stopped)
         if self.after_key:
             self.markers.put(self.target, self.after_key)
         else:
@@ -176,4 +221,70 @@ class SaveSweepMarker(Action):
         return self.describe()
 
 
-ACTIONS: tuple[type[Action], ...] = (PutLifecycle, EnableVersioning, HideObject, DeleteVersions, SaveSweepMarker)
+@dataclass(frozen=True)
+class RememberStage(Action):
+    """Bookkeeping: the bucket's stage memory (its permanent stage, or the stage an approved restage moved it to)."""
+
+    kind: ClassVar[str] = "remember-stage"
+    permissions: ClassVar[tuple[str, ...]] = ()  # the state table writes are StageMemory's (ports)
+    remediation: ClassVar[bool] = False  # in every mode: a dry-run prod stage is remembered too
+
+    memory: Any = None  # keeper.ports.Remembered
+    store: Any = None  # keeper.ports.StageMemory
+    why: str = ""
+
+    def describe(self) -> str:
+        return f"remember {self.target} in stage {self.memory.stage}" + (f" ({self.why})" if self.why else "")
+
+    def apply(self, clients: Clients) -> str:
+        self.store.put(self.target, self.memory)
+        return f"remembered {self.target} in stage {self.memory.stage}" + (f" ({self.why})" if self.why else "")
+
+    def identity(self) -> tuple[Any, ...]:
+        return (type(self).__name__, self.target, self.memory.stage)
+
+
+@dataclass(frozen=True)
+class ApproveRestage(RememberStage):
+    """The operator's approval (``stagewarden retention restage``): the bucket may move to ``memory.approved_to``."""
+
+    kind: ClassVar[str] = "approve-restage"
+
+    def _what(self) -> str:
+        m = self.memory
+        return (f"moving {self.target} from stage {m.stage} to {m.approved_to} until {m.approved_until} "
+                f"(approved by {m.approved_by}: {m.approved_reason})")
+
+    def describe(self) -> str:
+        return f"approve {self._what()}"
+
+    def apply(self, clients: Clients) -> str:
+        self.store.put(self.target, self.memory)
+        return f"approved {self._what()}"
+
+
+@dataclass(frozen=True)
+class RetagStage(Action):
+    """The operator's retag (``stagewarden retention restage``): the stage tag set, every other tag kept.
+
+    Not in :data:`ACTIONS`: the function never retags a bucket; only an operator's command does.
+    """
+
+    kind: ClassVar[str] = "retag-stage"
+    permissions: ClassVar[tuple[str, ...]] = ("s3:GetBucketTagging", "s3:PutBucketTagging")
+    remediation: ClassVar[bool] = False  # the operator's explicit command, whatever the stage's mode
+
+    key: str = ""
+    value: str = ""
+
+    def describe(self) -> str:
+        return f"tag {self.target} {self.key}={self.value}"
+
+    def apply(self, clients: Clients) -> str:
+        s3 = clients("s3")
+        tags = _tags(s3, self.target) | {self.key: self.value}
+        s3.put_bucket_tagging(Bucket=self.target, Tagging={"TagSet": [{"Key": k, "Value": v} for k, v in tags.items()]})
+        return f"tagged {self.target} {self.key}={self.value}"
+
+
+ACTIONS: tuple[type[Action], ...] = (PutLifecycle, EnableVersioning, HideObject, DeleteVersions, SaveSweepMarker, RememberStage)

@@ -6,9 +6,9 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from keeper.actions import ACTIONS
+from keeper.actions import ACTIONS, StageGuard
 from keeper.paths import as_of, bucket_event, is_config_invocation, on_bucket_event, on_config_rule, on_schedule, parse
-from keeper.ports import BucketReader, Evaluations, LockReader, SweepMarkers, VersionLister
+from keeper.ports import BucketReader, Evaluations, LockReader, StageMemory, SweepMarkers, VersionLister
 from keeper.posture import ACTIONS as POSTURE_ACTIONS
 from keeper.posture import AccountBlockReader, PostureReader
 from keeper.reconcile import Keeper
@@ -22,7 +22,7 @@ from stage_policy.runtime import ReplaySafety, Runtime
 from stage_policy.store import PolicyStore
 
 #: Every class whose ``permissions`` this function needs: the template test holds its IAM policy to their union.
-USES = (BucketReader, VersionLister, LockReader, SweepMarkers, Evaluations, *ACTIONS, PostureReader, AccountBlockReader,
+USES = (BucketReader, VersionLister, LockReader, SweepMarkers, StageMemory, StageGuard, Evaluations, *ACTIONS, PostureReader, AccountBlockReader,
         *POSTURE_ACTIONS, Executor, FindingPublisher, PolicyStore, ReplaySafety)
 
 rt = Runtime()
@@ -35,10 +35,11 @@ def settings() -> RetentionSettings:
 
 def keeper(policy: Any, now: Any, account: str | None = None) -> Keeper:
     """The keeper; with ``account``, the account-level public access block is read on the daily run too."""
-    s3 = rt.clients("s3")
+    s3, ddb = rt.clients("s3"), rt.clients("dynamodb")
     return Keeper(policy, BucketReader(s3), VersionLister(s3), LockReader(s3), now, settings().audit_buckets,
-                  SweepMarkers(rt.clients("dynamodb"), rt.settings.state_table), logger, PostureReader(s3),
-                  AccountBlockReader(rt.clients("s3control"), account) if account else None)
+                  SweepMarkers(ddb, rt.settings.state_table), logger, PostureReader(s3),
+                  AccountBlockReader(rt.clients("s3control"), account) if account else None,
+                  StageMemory(ddb, rt.settings.state_table))
 
 
 def account_of(event: Any, context: Any) -> str | None:

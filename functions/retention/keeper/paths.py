@@ -1,7 +1,7 @@
 """The function's three triggers, each from its typed event to the keeper and back.
 
 * **Bucket events** (CloudTrail management events through EventBridge): PutBucketLifecycle,
-  DeleteBucketLifecycle, PutBucketVersioning, PutBucketTagging, CreateBucket and the posture events
+  DeleteBucketLifecycle, PutBucketVersioning, PutBucketTagging, DeleteBucketTagging, CreateBucket and the posture events
   (DeletePublicAccessBlock, PutPublicAccessBlock, DeleteBucketEncryption, PutBucketEncryption,
   PutBucketPolicy, DeleteBucketPolicy, PutBucketLogging, PutBucketAcl) re-reconcile that one
   bucket (lifecycle and posture) within seconds. No sweep: listing a bucket on every lifecycle change would be costly.
@@ -23,7 +23,8 @@ from keeper.reconcile import Keeper
 from stage_policy.errors import describe
 from stage_policy.events import API_CALL, EventError, parse_config_invocation, parse_eventbridge
 
-BUCKET_EVENTS = ("PutBucketLifecycle", "DeleteBucketLifecycle", "PutBucketVersioning", "PutBucketTagging", "CreateBucket")
+BUCKET_EVENTS = ("PutBucketLifecycle", "DeleteBucketLifecycle", "PutBucketVersioning", "PutBucketTagging", "DeleteBucketTagging",
+                 "CreateBucket")
 #: Changes that can weaken a bucket's posture (keeper.posture): the bucket is re-reconciled at once.
 POSTURE_EVENTS = ("DeletePublicAccessBlock", "PutPublicAccessBlock", "DeleteBucketEncryption", "PutBucketEncryption",
                   "PutBucketPolicy", "DeleteBucketPolicy", "PutBucketLogging", "PutBucketAcl")

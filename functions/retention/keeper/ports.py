@@ -198,6 +198,59 @@ class SweepMarkers:
         self._ddb.delete_item(TableName=self._table, Key=keys.retention_sweep(bucket))
 
 
+@dataclass(frozen=True)
+class Remembered:
+    """A bucket's memory: the stage last in force (a permanent one, or the one an approved restage moved it to)."""
+
+    stage: str
+    since: str = ""
+    by: str | None = None  # the principal whose change put it there (None: first seen, or unknown)
+    #: An operator's approval to move it to ``approved_to`` (``stagewarden retention restage``), valid until ``approved_until``.
+    approved_to: str | None = None
+    approved_by: str | None = None
+    approved_reason: str | None = None
+    approved_operator: str | None = None
+    approved_until: str | None = None
+    approved_at: str | None = None
+
+    def approval(self, now: datetime) -> str | None:
+        """The stage the bucket may move to now (None: no approval, or it lapsed)."""
+        if not self.approved_to or not self.approved_until:
+            return None
+        try:
+            until = datetime.fromisoformat(self.approved_until)
+        except ValueError:
+            return None  # an unreadable deadline approves nothing (fail closed)
+        return self.approved_to if now < until else None
+
+
+class StageMemory:
+    """Each bucket's last permanent stage, in the state table (``retention#stage#<bucket>``, no TTL).
+
+    A retag is refused when it would move a remembered permanent bucket to a perishable stage (or out of management)
+    without an operator's approval; see :meth:`keeper.reconcile.Keeper.view`.
+    """
+
+    permissions = ("dynamodb:GetItem", "dynamodb:PutItem")
+    FIELDS = ("since", "by", "approved_to", "approved_by", "approved_reason", "approved_operator", "approved_until",
+              "approved_at")
+
+    def __init__(self, ddb: Any, table: str):
+        self._ddb, self._table = ddb, table
+
+    def get(self, bucket: str) -> Remembered | None:
+        item = self._ddb.get_item(TableName=self._table, Key=keys.retention_stage(bucket), ConsistentRead=True).get("Item")
+        if not item or "stage" not in item:
+            return None
+        return Remembered(item["stage"]["S"], **{f: item[f]["S"] for f in self.FIELDS if f in item})
+
+    def put(self, bucket: str, memory: Remembered) -> None:
+        """Replace the bucket's memory (an approval not carried in ``memory`` is consumed)."""
+        values = {"stage": memory.stage, **{f: getattr(memory, f) for f in self.FIELDS}}
+        self._ddb.put_item(TableName=self._table, Item={**keys.retention_stage(bucket),
+                                                         **{k: {"S": v} for k, v in values.items() if v is not None}})
+
+
 class Evaluations:
     """Answers the AWS Config rule: PutEvaluations, 100 per call.
 

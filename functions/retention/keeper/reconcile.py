@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterator, Literal
 
-from keeper.actions import DeleteVersions, EnableVersioning, HideObject, PutLifecycle, SaveSweepMarker
+from keeper.actions import DeleteVersions, EnableVersioning, HideObject, PutLifecycle, RememberStage, SaveSweepMarker, StageGuard
 from keeper.plan import LifecycleDiff, Sweep, audit_conflicts, batches, lifecycle_diff
-from keeper.ports import BucketConfig, BucketReader, LockReader, SweepMarkers, VersionLister, group_by_key
+from keeper.ports import BucketConfig, BucketReader, LockReader, Remembered, StageMemory, SweepMarkers, VersionLister, group_by_key
 from keeper import posture as posture_plan
 from keeper.posture import AccountBlockReader, PostureReader, PostureState
 
@@ -41,6 +41,15 @@ def _bounded(value: Any, limit: int = 4000) -> Any:
     return value if len(text) <= limit else text[: limit - 15] + " …[truncated]"
 
 
+def kept_forever(retention: Retention) -> bool:
+    """A permanent or immutable stage: nothing in it may ever expire."""
+    return retention.permanent or retention.immutable
+
+
+#: The command an operator runs to move a remembered permanent bucket to a perishable stage (named in findings).
+RESTAGE = "stagewarden retention restage --bucket {bucket} --to STAGE --by NAME --reason TEXT"
+
+
 class BucketsUnreadable(RuntimeError):
     """Reads throttled or failed (5xx) during a run: raised once every other bucket is done, so the run is retried."""
 
@@ -57,6 +66,14 @@ class BucketView:
     conflict: str | None = None
     #: Its posture settings (None: its stage has no posture section, or posture is not read).
     posture: PostureState | None = None
+    #: Its stage memory (None: never seen in a permanent stage, or no memory wired).
+    memory: Remembered | None = None
+    #: Why it is held at its remembered permanent stage against its tag (a downgrade nobody approved).
+    downgrade: str | None = None
+    #: What its tag (or name) maps it to now, when that differs from the stage held (downgrade) or approved (restage).
+    tagged: StageMatch | None = None
+    #: The operator's approval this reconcile consumes (the tag now names the approved stage).
+    restaged: Remembered | None = None
 
     @property
     def name(self) -> str:
@@ -81,8 +98,10 @@ class Keeper:
 
     def __init__(self, policy: Policy, reader: BucketReader, lister: VersionLister, locks: LockReader, now: datetime,
                  audit_buckets: tuple[str, ...] = (), markers: SweepMarkers | None = None, log: Any = None,
-                 posture: PostureReader | None = None, account: AccountBlockReader | None = None):
+                 posture: PostureReader | None = None, account: AccountBlockReader | None = None,
+                 memory: StageMemory | None = None):
         self.policy, self.reader, self.lister, self.locks = policy, reader, lister, locks
+        self.memory = memory
         self.posture_reader, self.account = posture, account
         self.now = now
         self.audit_buckets = frozenset(b for b in audit_buckets if b)
@@ -94,8 +113,12 @@ class Keeper:
         tags = self.reader.tags(bucket)
         match = stage_for_bucket(self.policy, bucket, tags)
         audit = bucket in self.audit_buckets
+        memory = self.memory.get(bucket) if self.memory is not None and not audit else None
+        held, downgrade, tagged, restaged = self._memory(bucket, match, memory)
+        if held is not None:
+            match = held
         if match.stage is None and not audit:
-            return BucketView(BucketConfig(bucket, tags, []), match, None)  # unmanaged: nothing more is read
+            return BucketView(BucketConfig(bucket, tags, []), match, None, memory=memory)  # unmanaged: nothing more is read
         config = self.reader.read(bucket, tags, lock=False)  # Object Lock: read below, or by a sweep, when needed
         if audit:
             return BucketView(config, match, None, True)
@@ -116,7 +139,34 @@ class Keeper:
         if self.posture_reader is not None and baseline is not None:
             state = self.posture_reader.read(bucket, config.versioning, config.lock_enabled,
                                              logging=baseline.access_logging is not None)
-        return BucketView(config, match, retention, False, conflict, state)
+        return BucketView(config, match, retention, False, conflict, state, memory, downgrade, tagged, restaged)
+
+    def _memory(self, bucket: str, match: StageMatch, memory: Remembered | None
+                ) -> tuple[StageMatch | None, str | None, StageMatch | None, Remembered | None]:
+        """(the stage to hold the bucket at, why, what it is tagged now, the approval consumed): a remembered permanent
+        bucket that its tag (or its name, once the tag is gone) now maps to a perishable stage or to none is held at
+        its remembered stage, unless an operator approved exactly this move and the approval has not lapsed."""
+        if memory is None or memory.stage not in self.policy.stages:
+            return None, None, None, None  # a stage the policy no longer has holds nothing (the policy is audited)
+        if not kept_forever(self.policy.stages[memory.stage].retention):
+            return None, None, None, None
+        if match.stage is not None:
+            if kept_forever(self.policy.stages[match.stage].retention):
+                return None, None, None, None
+            by_name = stage_for_bucket(self.policy, bucket, None)
+            if match.via == "tag" and by_name.stage and kept_forever(self.policy.stages[by_name.stage].retention):
+                return None, None, None, None  # held permanent by its name already (retention.stage-conflict)
+        approved = memory.approval(datetime.now(timezone.utc))  # the clock, not the event's time: approvals lapse in real time
+        if approved is not None and approved == match.stage:
+            return None, None, match, memory
+        now = f"stage {match.stage}" if match.stage else "no stage"
+        pending = (f"; the pending approval is for stage {memory.approved_to}, not {match.stage or 'no stage'}"
+                   if memory.approved_to and approved is not None else
+                   f"; the approval for stage {memory.approved_to} lapsed at {memory.approved_until}" if memory.approved_to else "")
+        why = (f"it now maps to {now} ({match.detail}), but it was in permanent stage {memory.stage} (remembered since "
+               f"{memory.since or 'its first reconcile'}); held there until an operator approves the move{pending}")
+        held = StageMatch(memory.stage, "remembered", f"held at remembered permanent stage {memory.stage} ({match.detail})")
+        return held, why, match, None
 
     def lock_state(self, config: BucketConfig) -> BucketConfig:
         """The bucket's Object Lock settings, read on first need: an immutable stage, ``posture.object_lock``, or a
@@ -136,6 +186,7 @@ class Keeper:
             return self._unmapped_by_tag(view, principal)
         stage, ret, out = view.stage, view.retention, []
         base = {"stage": stage, "mapped_by": view.match.detail, "bucket": view.name}
+        out += self._remember(view, principal, trigger)
         if view.conflict:
             out.append(Decision(Finding(
                 rule="retention.stage-conflict", severity="critical", stage=stage, resource=resource, principal=principal,
@@ -167,6 +218,49 @@ class Keeper:
                         "or deleted.", evidence=base | {"object_lock_enabled": b.lock_enabled,
                                                         "default_retention": b.default_retention}), [], stage))
         return out + self.reconcile_posture(view, principal, trigger)
+
+    def _remember(self, view: BucketView, principal: str | None, trigger: str | None) -> list[Decision]:
+        """The stage memory's decisions: a held downgrade (critical), an approved restage carried out, or the bucket's
+        permanent stage remembered (first seen, or moved between permanent stages)."""
+        memory, stage, resource, key = view.memory, view.stage, arn(view.name), self.policy.resources.tag_key
+        # only a tag event's caller retagged the bucket; another event's caller (a lifecycle change) is not blamed for it
+        tagger = principal if trigger in ("PutBucketTagging", "DeleteBucketTagging") else None
+        who = tagger or f"an unknown principal (found on {trigger or 'a reconcile'}, not on the retag's own event)"
+        if view.downgrade and memory is not None:
+            tag = view.config.tags.get(key)
+            change = f"{key}={tag!r}" if tag is not None else f"its {key} tag removed"
+            return [Decision(Finding(
+                rule="retention.stage-downgrade", severity="critical", stage=stage, resource=resource, principal=tagger,
+                summary=_cut(f"Bucket {view.name} was retagged ({change}) by {who}: {view.downgrade}. No expiry was applied "
+                             f"and nothing is swept. To move it: {RESTAGE.format(bucket=view.name)}.", 990),
+                evidence={"bucket": view.name, "held_at": memory.stage, "remembered_since": memory.since,
+                          "remembered_by": memory.by, "now_maps_to": view.tagged.stage if view.tagged else None,
+                          "mapped_by": view.tagged.detail if view.tagged else None, "trigger": trigger,
+                          "tags": _bounded(view.config.tags, 1000),
+                          "approval": ({"to": memory.approved_to, "by": memory.approved_by, "until": memory.approved_until}
+                                       if memory.approved_to else None)}), [], stage)]
+        if view.restaged is not None and stage is not None:
+            m = view.restaged
+            note = f"restage from {m.stage} approved by {m.approved_by} ({_cut(m.approved_reason or '', 200)})"
+            after = Remembered(stage, since=self.now.isoformat(), by=_cut(f"{tagger or 'unknown'}; {note}", 600))
+            return [Decision(Finding(
+                rule="retention.restaged", severity="medium", stage=stage, resource=resource, principal=tagger,
+                summary=_cut(f"Bucket {view.name} moved from permanent stage {m.stage} to {stage} (retagged by {who}), as "
+                             f"approved by {m.approved_by}: {m.approved_reason}. Its lifecycle now follows {stage}.", 990),
+                evidence={"bucket": view.name, "from": m.stage, "to": stage, "approved_by": m.approved_by,
+                          "approved_reason": _cut(m.approved_reason or "", 500), "approved_by_operator": m.approved_operator,
+                          "approved_at": m.approved_at, "approved_until": m.approved_until, "trigger": trigger}),
+                [RememberStage(view.name, memory=after, store=self.memory, why=note)], stage)]
+        if self.memory is None or stage is None or view.retention is None or not kept_forever(view.retention):
+            return []
+        permanent = stage if view.conflict is None else stage_for_bucket(self.policy, view.name, None).stage
+        if memory is not None and memory.stage == permanent:
+            return []
+        # an approval pending for a bucket that moves between permanent stages stays pending
+        after = Remembered(permanent, since=self.now.isoformat(), by=principal,
+                           **({f: getattr(memory, f) for f in StageMemory.FIELDS if f.startswith("approved_")} if memory else {}))
+        why = f"was {memory.stage}" if memory is not None else "first seen in a permanent stage"
+        return [Decision(None, [RememberStage(view.name, memory=after, store=self.memory, why=why)], permanent)]
 
     def _unmapped_by_tag(self, view: BucketView, principal: str | None) -> list[Decision]:
         """A bucket whose name maps it to a stage but whose stage tag names none: unmanaged, and said so.
@@ -254,8 +348,8 @@ class Keeper:
     def sweepable(self, view: BucketView) -> bool:
         """Only managed, perishable, unconflicted data buckets are ever listed for deletion."""
         ret = view.retention
-        return (not view.audit and view.stage is not None and ret is not None and not ret.permanent
-                and view.conflict is None and ret.default_days is not None)
+        return (not view.audit and view.stage is not None and ret is not None and not kept_forever(ret)
+                and view.conflict is None and view.downgrade is None and ret.default_days is not None)
 
     def plan_sweep(self, view: BucketView, mode: Mode, cap: int, out_of_time: Callable[[], bool] | None = None,
                    resume: bool = False) -> tuple[Sweep, str | None, str | None]:
@@ -307,13 +401,15 @@ class Keeper:
             run.capped_at.append((view.name, continue_after or start))
         elif stopped == "time":
             run.out_of_time.append(view.name)
-        actions: list[Any] = [HideObject(view.name, key=k) for k in sweep.hide]
-        actions += [DeleteVersions(view.name, entries=tuple(batch)) for batch in batches(entries)]
+        # each request re-reads the bucket's stage first: retagged meanwhile, the rest of its sweep is skipped
+        guard = StageGuard(view.name, stage, lambda tags: stage_for_bucket(self.policy, view.name, tags).stage)
+        actions: list[Any] = [HideObject(view.name, key=k, guard=guard) for k in sweep.hide]
+        actions += [DeleteVersions(view.name, entries=tuple(batch), guard=guard) for batch in batches(entries)]
         if mode == "enforce" and self.markers is not None:
             # stopped early: the next run starts after the last key planned whole; finished: from the first key again
             after = (continue_after or start) if stopped else None
             if after != start:
-                actions.append(SaveSweepMarker(view.name, after_key=after, markers=self.markers))
+                actions.append(SaveSweepMarker(view.name, after_key=after, markers=self.markers, guard=guard))
         if entries or t.kept:
             markers = sum(1 for e in entries if e.marker)
             kept = ", ".join(f"{n} {why}" for why, n in sorted(t.kept.items()))

@@ -23,6 +23,12 @@ Mode = Literal["enforce", "dry_run"]
 Cap = Literal["revocations", "deletions"]
 
 
+class Skipped(Exception):
+    """Raised by :meth:`Action.apply` that finds, at the moment of acting, that it no longer applies (the bucket
+    was retagged since it was planned): nothing was changed. The executor records it ``skipped`` with the
+    message and gives back what the action would have spent of its cap."""
+
+
 @dataclass(frozen=True)
 class Action:
     """One step the executor carries out through boto3, or in dry run describes.
@@ -45,7 +51,8 @@ class Action:
         raise NotImplementedError
 
     def apply(self, clients: Clients) -> str:
-        """Carry the action out; return what was done (one line). Raise on failure."""
+        """Carry the action out; return what was done (one line). Raise on failure; :class:`Skipped` when it no
+        longer applies and nothing was done."""
         raise NotImplementedError
 
     def weight(self) -> int:

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from stage_policy import keys
-from stage_policy.actions import Action, Clients, Decision, Mode, Outcome
+from stage_policy.actions import Action, Clients, Decision, Mode, Outcome, Skipped
 from stage_policy.errors import describe
 from stage_policy.publish import publish_or_keep
 
@@ -148,6 +148,10 @@ class Executor:
                 self._left[action.cap] -= action.weight()
             try:
                 outcome = Outcome(action.kind, action.target, "done", action.apply(self._clients))
+            except Skipped as exc:  # it found it no longer applies: nothing changed, so nothing is spent
+                outcome = Outcome(action.kind, action.target, "skipped", f"skipped: would {action.describe()}, but {exc}")
+                if action.cap is not None:
+                    self._left[action.cap] += action.weight()
             except Exception as exc:  # noqa: BLE001 - recorded, named in the finding, then raised (ActionFailed)
                 outcome = Outcome(action.kind, action.target, "failed", f"FAILED to {action.describe()}: {describe(exc)}")
                 if action.cap == "revocations":

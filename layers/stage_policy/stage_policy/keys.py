@@ -109,3 +109,12 @@ def audit(when: datetime, function: str, seq: str) -> Key:
 def retention_sweep(bucket: str) -> Key:
     """Where the retention sweep of a bucket stopped (cap or time budget): the next run continues there."""
     return _key(f"retention#sweep#{bucket}", "marker")
+
+
+def retention_stage(bucket: str) -> Key:
+    """The last permanent stage a bucket was seen in, and any operator's approval to move it to another (no TTL).
+
+    Written by the retention function when it first sees a bucket in a permanent stage, read on every reconcile:
+    a retag to a perishable stage is refused unless ``stagewarden retention restage`` approved exactly that move.
+    """
+    return _key(f"retention#stage#{bucket}", "stage")

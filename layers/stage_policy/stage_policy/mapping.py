@@ -8,7 +8,8 @@ from typing import Literal, Mapping
 
 from stage_policy.model import NamePattern, Policy
 
-Via = Literal["tag", "pattern", "unmanaged"]
+#: ``remembered``: the retention function holds a bucket at the permanent stage it remembers (keeper.reconcile).
+Via = Literal["tag", "pattern", "unmanaged", "remembered"]
 
 
 @dataclass(frozen=True)

@@ -130,19 +130,18 @@ def test_a_refused_delete_of_an_audit_buckets_lifecycle_does_not_claim_it_was_de
     assert [f for f in drain(lab.inbox) if f["rule"] == "audit.tamper"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="a bucket mapped to a permanent stage by its tag alone (no name pattern) can be "
-                   "retagged to a perishable stage by anyone with s3:PutBucketTagging: the PutBucketTagging event then "
-                   "puts the lab's expiring lifecycle on it and the next sweep deletes its old data. The stage-conflict "
-                   "guard compares the tag with the name only; catching a downgrade needs the bucket's previous stage "
-                   "remembered (state table), not built")
 def test_retagging_a_tag_only_prod_bucket_as_lab_puts_no_expiry_on_it(lab, tmp_path) -> None:
     seed_policy_in_process(lab, policy_variant(tmp_path, PROD_ENFORCE))
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket="published-results")  # no name pattern: final-prod by its tag only
     s3.put_bucket_versioning(Bucket="published-results", VersioningConfiguration={"Status": "Enabled"})
     s3.put_bucket_tagging(Bucket="published-results", Tagging={"TagSet": [{"Key": "stagewarden:stage", "Value": "final-prod"}]})
+    with written_days_ago(400):
+        s3.put_object(Bucket="published-results", Key="raw/paper.csv", Body=b"1")
+        s3.put_object(Bucket="published-results", Key="raw/paper.csv", Body=b"2")
     run(lab, event("put_bucket_tagging.eventbridge.json", bucketName="published-results"))
     assert rules("published-results") == {}  # held as final prod
+    drain(lab.inbox)
 
     # When someone retags it as the lab (its own PutBucketTagging event)
     s3.put_bucket_tagging(Bucket="published-results", Tagging={"TagSet": [{"Key": "stagewarden:stage", "Value": "prod-discovery"}]})
@@ -150,14 +149,18 @@ def test_retagging_a_tag_only_prod_bucket_as_lab_puts_no_expiry_on_it(lab, tmp_p
     retag["id"], retag["detail"]["eventID"] = retag["id"][:-4] + "0bad", retag["detail"]["eventID"][:-4] + "0bad"
     run(lab, retag)
 
-    # Then no expiry lands on production data
-
+    # Then no expiry lands on production data, and the retag is critical, naming who did it
     assert not any(deletes_data(r) for r in rules("published-results").values())
+    [finding] = [f for f in drain(lab.inbox) if f["rule"] == "retention.stage-downgrade"]
+    assert finding["severity"] == "critical" and finding["principal"].endswith("/alice@example.com")
+    assert finding["stage"] == "final-prod" and "stagewarden retention restage --bucket published-results" in finding["summary"]
+
+    # And the daily sweep deletes nothing from it, however old
+    run(lab, schedule())
+    assert versions("published-results") == [("raw/paper.csv", False), ("raw/paper.csv", False)]
+    assert rules("published-results") == {}
 
 
-@pytest.mark.xfail(strict=True, reason="the sweep plans from one read of the bucket's tags; DeleteObjects does not re-check "
-                   "them, so a lab bucket retagged final-prod between listing and deleting still loses its expired "
-                   "versions. A re-read before each batch would cost one call per 1,000 deletions (the 2.2 figure)")
 def test_a_bucket_retagged_permanent_while_it_is_swept_loses_nothing(lab) -> None:
     s3 = boto3.client("s3")
     with written_days_ago(45):
@@ -170,8 +173,71 @@ def test_a_bucket_retagged_permanent_while_it_is_swept_loses_nothing(lab) -> Non
         run(lab, schedule())
     assert fired
 
-    # Then nothing is deleted from what is now a permanent bucket
+    # Then nothing is deleted from what is now a permanent bucket, and the finding says the deletion was skipped, why
     assert versions(LAB) == [("raw/old.csv", False)]
+    [swept] = [f for f in drain(lab.inbox) if f["rule"] == "retention.swept"]
+    assert swept["action"].startswith("skipped: would delete 1 version(s)")
+    assert "now maps to stage final-prod, not prod-discovery" in swept["action"]
+
+
+def test_a_retag_between_two_deletion_requests_stops_the_rest_of_the_bucket_sweep(lab, tmp_path) -> None:
+    import moto.s3.models as s3_models
+
+    # Given 1,001 expired versions: two DeleteObjects requests (seeded through moto's backend: 1,001 PUTs are slow)
+    seed_policy_in_process(lab, policy_variant(tmp_path, ("max_deletions_per_run: 1000", "max_deletions_per_run: 2000")))
+    backend = s3_models.s3_backends[lab.account_id]["aws"]
+    with written_days_ago(45):
+        for i in range(1001):
+            backend.put_object(LAB, f"raw/{i:04d}.csv", b"x")
+    admin = boto3.client("s3")
+
+    # When the bucket is moved to another stage (integration keeps data longer) right after the first request
+    with after_call("DeleteObjects", lambda: admin.put_bucket_tagging(Bucket=LAB, Tagging={"TagSet": [
+            {"Key": "stagewarden:stage", "Value": "prod-integration"}]})) as fired:
+        run(lab, schedule())
+    assert fired
+
+    # Then the first request's 1,000 are gone, the second request was never sent, and the ledger says why
+    assert versions(LAB) == [("raw/1000.csv", False)]
+    [swept] = [f for f in drain(lab.inbox) if f["rule"] == "retention.swept"]
+    assert swept["evidence"]["actions"][0].startswith("deleted 1000 version(s)")
+    assert swept["evidence"]["actions"][1].startswith("skipped: would delete 1 version(s)")
+    assert "now maps to stage prod-integration" in swept["evidence"]["actions"][1]
+    statuses = [(i["action"]["S"], i["status"]["S"]) for i in boto3.client("dynamodb").scan(TableName=lab.refs["AuditTable"])["Items"]]
+    assert sorted(s for s in statuses if s[0] == "delete-versions") == [("delete-versions", "done"), ("delete-versions", "skipped")]
+
+
+def test_a_sweep_stopped_by_a_retag_does_not_move_its_marker(lab, tmp_path) -> None:
+    # Given a cap of 2 over 3 expired versions: the sweep would continue after raw/1.csv next run
+    seed_policy_in_process(lab, policy_variant(tmp_path, ("max_deletions_per_run: 1000", "max_deletions_per_run: 2")))
+    s3 = boto3.client("s3")
+    with written_days_ago(45):
+        for i in range(3):
+            s3.put_object(Bucket=LAB, Key=f"raw/{i}.csv", Body=b"x")
+
+    # When the bucket is tagged final-prod after the listing
+    with after_call("ListObjectVersions", lambda: s3.put_bucket_tagging(Bucket=LAB, Tagging={"TagSet": [
+            {"Key": "stagewarden:stage", "Value": "final-prod"}]})):
+        run(lab, schedule())
+
+    # Then nothing is deleted and no marker claims keys were swept (back in the lab, its next sweep starts at the top)
+    assert len(versions(LAB)) == 3
+    assert "Item" not in boto3.client("dynamodb").get_item(TableName=lab.refs["StateTable"],
+                                                           Key={"pk": {"S": f"retention#sweep#{LAB}"}, "sk": {"S": "marker"}})
+
+
+def test_a_tag_change_that_keeps_the_stage_does_not_stop_the_sweep(lab) -> None:
+    s3 = boto3.client("s3")
+    with written_days_ago(45):
+        s3.put_object(Bucket=LAB, Key="raw/old.csv", Body=b"x")
+
+    # When the owner tags the lab bucket with the stage its name already gives it, mid-sweep
+    with after_call("ListObjectVersions", lambda: s3.put_bucket_tagging(Bucket=LAB, Tagging={"TagSet": [
+            {"Key": "stagewarden:stage", "Value": "prod-discovery"}]})) as fired:
+        run(lab, schedule())
+
+    # Then the sweep goes on: the re-check is of the stage, not of the tag's text
+    assert fired and versions(LAB) == []
 
 
 # ---------------------------------------------------------------- versions the sweep must keep

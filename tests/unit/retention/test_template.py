@@ -102,7 +102,7 @@ def test_the_daily_schedule_sends_an_eventbridge_shaped_event(translated) -> Non
 
 
 @pytest.mark.parametrize("name", ["put_bucket_lifecycle", "delete_bucket_lifecycle", "put_bucket_versioning",
-                                  "put_bucket_tagging", "create_bucket", "delete_public_access_block",
+                                  "put_bucket_tagging", "delete_bucket_tagging", "create_bucket", "delete_public_access_block",
                                   "put_public_access_block", "delete_bucket_encryption", "put_bucket_encryption",
                                   "put_bucket_policy", "delete_bucket_policy", "put_bucket_logging", "put_bucket_acl"])
 def test_every_sample_bucket_event_matches_the_deployed_rule(translated, name) -> None:

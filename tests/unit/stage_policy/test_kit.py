@@ -10,7 +10,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from stage_policy.actions import Action, Decision
+from stage_policy.actions import Action, Decision, Skipped
 from stage_policy.events import API_CALL, OBJECT_CREATED, SCHEDULED, EventError, parse_config_invocation, parse_eventbridge
 from stage_policy.executor import ActionFailed, AuditLedger, Executor, effective_mode, settle
 from stage_policy.findings import Finding
@@ -166,6 +166,36 @@ def test_weighted_actions_spend_their_weight_and_a_fresh_executor_has_a_fresh_bu
     second = ex.act(Decision(None, [DeleteVersions("kit-b2", count=2)], stage="prod-discovery"))
     assert [first[0].status, second[0].status] == ["done", "skipped"] and ex.remaining("deletions") == 1
     assert executor().act(Decision(None, [DeleteVersions("kit-b2", count=2)], stage="prod-discovery"))[0].status == "done"
+
+
+@dataclass(frozen=True)
+class TagUnlessGone(TagBucket):
+    """Tags the bucket unless it lost its ``keep`` tag since planning (then: Skipped, nothing written)."""
+
+    cap: ClassVar[str] = "deletions"
+
+    def weight(self) -> int:
+        return 3
+
+    def apply(self, clients) -> str:
+        if not any(t["Key"] == "keep" for t in tags(clients("s3"), self.target)):
+            raise Skipped(f"{self.target} lost its keep tag since it was planned")
+        return super().apply(clients)
+
+
+def test_an_action_that_no_longer_applies_is_skipped_recorded_and_spends_nothing(aws) -> None:
+    # Given a capped action whose bucket changed after planning
+    ex = executor()
+    decision = Decision(finding(), [TagUnlessGone("kit-b1")], stage="prod-discovery")
+
+    # When it is acted on
+    [outcome] = settle([decision], ex, lambda f: None) and ex.outcomes
+
+    # Then nothing was written, the outcome says why, the ledger has it, and the cap is whole (no ActionFailed)
+    assert outcome.status == "skipped" and "lost its keep tag" in outcome.detail
+    assert tags(aws["s3"], "kit-b1") == [] and ex.remaining("deletions") == 5
+    assert [i["status"]["S"] for i in audit_items(aws["ddb"])] == ["skipped"]
+    assert decision.finding.action.startswith("skipped: would tag kit-b1, but kit-b1 lost its keep tag")
 
 
 def test_the_same_action_twice_in_one_invocation_runs_once(aws) -> None:
