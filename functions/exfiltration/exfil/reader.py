@@ -231,10 +231,12 @@ def _canonical(chunks: Iterator[bytes], stats: ReadStats) -> Iterator[list[dict[
             buf, skipping = buf[at + 1:], False
         cut = buf.rfind(sep)
         if cut > 0:
-            batch = _parse_batch(buf[:cut], sep, stats)
+            batch, carry = _parse_batch(buf[:cut], sep, stats, carry=True)
             if batch:
                 yield batch
-            buf = buf[cut + 1:]
+            # a record cut at a separator inside it (an array of objects whose first key is the records' first key)
+            # goes on with the next batch, whole, instead of being reported as two broken halves
+            buf = carry + buf[cut:] if carry else buf[cut + 1:]
         elif len(buf) > MAX_RECORD:
             stats.issue("malformed-record", f"record {stats.records + 1} is larger than {MAX_RECORD} bytes; skipped",
                         stats.records + 1)
@@ -247,24 +249,27 @@ def _canonical(chunks: Iterator[bytes], stats: ReadStats) -> Iterator[list[dict[
     elif tail:
         stats.issue("truncated", "the Records array is not closed (file truncated?)")
     if tail.strip():
-        batch = _parse_batch(tail, sep or b',{"eventVersion"', stats)
+        batch, _ = _parse_batch(tail, sep or b',{"eventVersion"', stats)
         if batch:
             yield batch
 
 
-def _parse_batch(data: bytes, sep: bytes, stats: ReadStats) -> list[dict[str, Any]]:
+def _parse_batch(data: bytes, sep: bytes, stats: ReadStats, carry: bool = False) -> tuple[list[Any], bytes]:
+    """The batch's records, and (``carry``) the bytes of a last record that ends beyond the batch, else b""."""
+    rest = b""
     try:
         records = orjson.loads(b"[" + data + b"]")
     except orjson.JSONDecodeError:
-        records = _parse_pieces(data, sep, stats)
+        records, rest = _parse_pieces(data, sep, stats, carry)
     # items that are not objects are passed on: the detector counts them, by index, with every other bad record
     stats.records += len(records)
     stats.batches += 1
-    return records
+    return records, rest
 
 
-def _parse_pieces(data: bytes, sep: bytes, stats: ReadStats) -> list[Any]:
-    """Slow path for a batch that does not parse: record by record, merging pieces a nested match split."""
+def _parse_pieces(data: bytes, sep: bytes, stats: ReadStats, carry: bool = False) -> tuple[list[Any], bytes]:
+    """Slow path for a batch that does not parse: record by record, merging pieces a nested match split. With
+    ``carry``, an incomplete last record (up to 4 CHUNKs) is returned unparsed, to be completed by what follows."""
     pieces = data.split(sep)
     pieces = [pieces[0]] + [sep[1:] + p for p in pieces[1:]]
     out: list[Any] = []
@@ -274,15 +279,33 @@ def _parse_pieces(data: bytes, sep: bytes, stats: ReadStats) -> list[Any]:
         try:
             out.append(orjson.loads(candidate))
             pending = b""
+            continue
         except orjson.JSONDecodeError as exc:
-            incomplete = "end of data" in str(exc) or "EOF" in str(exc)
-            if not incomplete or len(candidate) > 4 * CHUNK or i == len(pieces) - 1:
-                stats.issue("malformed-record", f"record {stats.records + len(out) + 1} is not valid JSON ({exc})",
-                            stats.records + len(out) + 1)
-                pending = b""
-            else:
-                pending = candidate
-    return out
+            error = exc
+        if pending and not _incomplete(error):
+            # the pending record does not go on here: it was broken (reported); this piece may be a record of its own
+            stats.issue("malformed-record", f"record {stats.records + len(out) + 1} is not valid JSON (ends early)",
+                        stats.records + len(out) + 1)
+            pending = candidate = b""
+            try:
+                out.append(orjson.loads(piece))
+                continue
+            except orjson.JSONDecodeError as exc:
+                error, candidate = exc, piece
+        incomplete = _incomplete(error)
+        if carry and incomplete and i == len(pieces) - 1 and len(candidate) <= 4 * CHUNK:
+            return out, candidate
+        if not incomplete or len(candidate) > 4 * CHUNK or i == len(pieces) - 1:
+            stats.issue("malformed-record", f"record {stats.records + len(out) + 1} is not valid JSON ({error})",
+                        stats.records + len(out) + 1)
+            pending = b""
+        else:
+            pending = candidate
+    return out, b""
+
+
+def _incomplete(exc: orjson.JSONDecodeError) -> bool:
+    return "end of data" in str(exc) or "EOF" in str(exc)
 
 
 def _json_lines(chunks: Iterator[bytes], stats: ReadStats) -> Iterator[list[dict[str, Any]]]:

@@ -82,3 +82,33 @@ def test_a_record_holding_the_separator_in_a_nested_array_at_a_batch_edge_costs_
     others = [r for i, r in enumerate(recs) if i != 10]
     assert all(r in out for r in others)  # every other read still reaches the detector
     assert odd in out or stats.issues  # the odd record is read or reported, never silently gone
+
+
+def test_a_record_with_the_separator_nested_is_read_whole_across_a_batch_edge() -> None:
+    """Valid JSON, so it must reach the detector whole. Before the fix it was cut at the nested separator: reported as
+    broken and lost, and a nested object whose first key is ``eventVersion`` was passed on as a record of its own
+    (a caller-chosen value forging a record at a batch edge)."""
+    recs = records(300)
+    odd = dict(recs[10])
+    odd["requestParameters"] = {**odd["requestParameters"], "items": [{"a": 1}, {"eventVersion": "x", "pad": "p" * BATCH},
+                                                                       {"eventVersion": "y"}]}
+    recs[10] = odd
+    for data in (canonical(recs), gzip.compress(canonical(recs))):
+        out, stats = read(data)
+        assert out == recs and stats.issues == [] and stats.records == 300
+
+
+def test_a_record_broken_before_a_batch_edge_does_not_swallow_the_next_one() -> None:
+    """A record that ends early (its closing brace missing) is reported alone: the record after it is still read."""
+    recs = records(600)
+    body = [orjson.dumps(r) for r in recs]
+    at, pos = 0, len(b'{"Records":[')
+    while pos + len(body[at]) + 1 < BATCH:
+        pos += len(body[at]) + 1
+        at += 1
+    for broken in (at - 1, at, 5):  # the last record before the edge, the one across it, one mid-batch
+        damaged = list(body)
+        damaged[broken] = damaged[broken][:-1]  # no closing brace
+        out, stats = read(b'{"Records":[' + b",".join(damaged) + b"]}")
+        assert out == recs[:broken] + recs[broken + 1:], broken
+        assert [i.kind for i in stats.issues] == ["malformed-record"]
