@@ -127,7 +127,9 @@ def test_a_pointer_naming_a_grant_whose_entry_is_another_grant_exempts_nothing(t
     "a forged grant (register entry + pointer) written to the state table exempts the forger's reads, and nothing in "
     "template.yaml limits who may write that table: StateTable has no ResourcePolicy denying writes to principals "
     "other than Stagewarden's functions, and every function's State statement allows PutItem/UpdateItem on the whole "
-    "table (no dynamodb:LeadingKeys), so any principal with dynamodb:PutItem on * in the account can grant itself"))
+    "table (no dynamodb:LeadingKeys), so any principal with dynamodb:PutItem on * in the account (PowerUserAccess, say) can "
+    "grant itself; the operator CLI (`breakglass grant`, `retention restage`) writes the table with the operator's own "
+    "credentials, so the fix needs the operators' roles named as a stack parameter before a deny can be added"))
 def test_only_stagewarden_s_functions_can_write_the_state_table() -> None:
     props = load_template(ROOT / "template.yaml")["Resources"]["StateTable"]["Properties"]
     statements = (props.get("ResourcePolicy") or {}).get("PolicyDocument", {}).get("Statement", [])
