@@ -5,7 +5,8 @@ and JSON lines (one record, or one ``{"Records": [...]}`` document, per line).
 
 CloudTrail writes ``{"Records":[{"eventVersion":...},{"eventVersion":...}]}`` on one line.
 For that shape the reader cuts the decompressed stream at record boundaries
-(``,{"<first key>"`` cannot occur inside a JSON string, whose quotes are escaped) and hands
+(``,{"<first key>"`` cannot occur inside a JSON string, whose quotes are escaped; it can inside a record, in an
+array of objects, and such a record cut at a batch edge is carried whole into the next batch) and hands
 each ~64 KiB batch (:data:`BATCH`) to orjson in one call: near the cost of decompression plus parsing.
 Anything else (pretty-printed, arrays) goes through ijson's C backend, JSON lines line by
 line. Malformed or truncated input becomes :class:`ReadIssue` entries; every record that
