@@ -286,14 +286,10 @@ class TestExfiltration:
         quiet = eventbridge_envelope(management_event("GetBucketLocation", "s3.amazonaws.com", {"bucketName": "acme-lab-data"}))
         check_isolation(exfil, [fresh_id(quiet), fresh_id(quiet)], bad, at)
 
-    @pytest.mark.skipif("STAGEWARDEN_FUZZ_EXAMPLES" not in __import__("os").environ, reason=(
-        "open: one run drove the process to 24 GB (OOM-killed). One cause was found and fixed (a record dated centuries "
-        "away made the day peak build a set of every hour between: test_engine.py::test_one_record_dated_centuries_away...); "
-        "a 3,000-example run still grew the test process to its 8 GB limit (MemoryError, no single example reproduces it), "
-        "so this property runs only in make fuzz / with STAGEWARDEN_FUZZ_EXAMPLES, under an 8 GB address-space limit"))
     @fs.FUZZ
     @given(file=fs.malformed_log_file(st.uuids().map(quiet_morning)))
     @example(file=(fs.gzipped(b'{"\xed\xa0\x80Records": []}'), -1, 0))  # found: UnicodeDecodeError out of ijson
+    @example(file=(fs.gzipped(b"[" * 40_000), -1, 12))  # found: 2.8 GB held by ijson's prefixes (33,000 levels; test_reader.py)
     def test_malformed_log_files_are_read_around_and_reported_never_acted_on(self, exfil, file) -> None:
         """CloudTrail records inside a gzip log file: one broken record is skipped and reported, the rest read;
         a broken file (bad gzip, truncated, not UTF-8, not CloudTrail) is reported; nothing is contained."""
