@@ -1,8 +1,8 @@
 """The delivery state of each incident, in the state table (``keys.alert_delivery``; TTL on ``expires_at``).
 
-Every operation is one conditional DynamoDB write, so concurrent deliveries (SNS redelivers;
-several functions publish; Lambda runs batches in parallel) agree on one post per incident
-per window: :meth:`claim` lets exactly one of them post a given severity, :meth:`posted`
+Every operation is one conditional DynamoDB write (:meth:`observe`: one transaction of the
+count and the message's marker), so concurrent deliveries (SNS redelivers; several functions
+publish; Lambda runs batches in parallel) agree on one post per incident per window: :meth:`claim` lets exactly one of them post a given severity, :meth:`posted`
 records it, :meth:`release` lets a retry claim again after a failed post.
 """
 
