@@ -241,8 +241,10 @@ class Detector:
                 name = rec["eventName"]
                 ui = rec["userIdentity"]
                 arn = ui.get("arn") if ui.__class__ is dict else None
+                vpce = rec.get("vpcEndpointId")
+                if vpce is not None and vpce.__class__ is not str:  # read as "no endpoint", it would be an outside read
+                    raise Malformed(f"vpcEndpointId is a {type(vpce).__name__}, not text")
                 if arn.__class__ is str and "/i-" in arn:
-                    vpce = rec.get("vpcEndpointId")
                     if not vpce or (vpces and vpce not in vpces):  # no endpoint, or someone else's
                         self._instance_check(rec, ui, vpce)  # EC2 instance credentials outside: rare, so a method
                 if name in SINGLE_EVENT_NAMES:
@@ -340,7 +342,6 @@ class Detector:
                     slot[1] += nbytes
                 if not denied:
                     continue
-                vpce = rec.get("vpcEndpointId")
                 if not vpce:
                     ip = rec.get("sourceIPAddress")
                     outside = outside_ip.get(ip)

@@ -533,6 +533,20 @@ def test_a_record_of_an_unexpected_type_is_counted_and_the_rest_are_processed() 
     assert next(d for d in decisions if d.finding.rule == "exfil.bulk-download").finding.evidence["objects"] == 145
 
 
+@pytest.mark.parametrize("vpce", [True, 0, ["vpce-1"], {"id": "vpce-1"}])
+def test_an_endpoint_of_the_wrong_type_is_malformed_not_a_read_from_outside(vpce) -> None:
+    # given quiet reads through the stage's endpoint, one of them with a vpcEndpointId that is not text
+    # (found by make fuzz: `true` was read as "no endpoint", an outside read, and the session was contained)
+    records = download(10)
+    records[4]["vpcEndpointId"] = vpce
+    # when the file is read
+    decisions = run(records)
+    # then that record alone is reported, and nobody is named for reading from outside
+    assert rules_of(decisions) == ["input.malformed"]
+    bad = decisions[0].finding.evidence
+    assert bad["record_indexes"] == [4] and "vpcEndpointId is a" in next(iter(bad["reasons"])), bad
+
+
 def test_a_record_without_an_event_time_is_malformed_never_dated_1970() -> None:
     records = download(150)
     del records[0]["eventTime"]
