@@ -295,6 +295,8 @@ class TestExfiltration:
     @example(file=(fs.gzipped(b"[" * 40_000), -1, 12))  # found: 2.8 GB held by ijson's prefixes (33,000 levels; test_reader.py)
     @example(file=(fs.gzipped(fs.dumps({"Records": [dict(r, vpcEndpointId=True) if i == 3 else r for i, r in enumerate(
         quiet_morning(uuid.UUID(int=1)))]}).encode()), 3, 12))  # found: a non-text endpoint read as an outside read, contained
+    @example(file=(fs.gzipped(fs.dumps({"Records": [dict(r, userAgent=fs.nest(50, "list")) if i == 0 else r for i, r in enumerate(
+        quiet_morning(uuid.UUID(int=2)))]}).encode()), 0, 12))  # found: TypeError (a list kept as evidence) failed the file
     def test_malformed_log_files_are_read_around_and_reported_never_acted_on(self, exfil, file) -> None:
         """CloudTrail records inside a gzip log file: one broken record is skipped and reported, the rest read;
         a broken file (bad gzip, truncated, not UTF-8, not CloudTrail) is reported; nothing is contained."""
