@@ -69,14 +69,15 @@ def record_handler(record: SQSRecord, run: Run, executor: Executor) -> list[str]
         return [f"below alerts.min_severity ({run.alerts.min_severity})"]
     rank, now = SEVERITY_ORDER[finding.severity], int(courier.clock())
     window = run.alerts.dedup_window_minutes * 60
-    rt.once(replay_key(record.body), lambda: courier.state.observe(finding.dedup_key, rank, now, window).count)
+    message = replay_key(record.body)
+    rt.once(message, lambda: courier.state.observe(finding.dedup_key, rank, now, window, message).count)
     incident = courier.state.current(finding.dedup_key)  # fresh, also when the count was a replay
     posting = incident
     if changed := outcome_change(finding):
         # the publisher published this repeat because its remediation outcome changed (once per change): Slack
         # hears of it once per outcome and window, on a delivery record of its own, while the count stays the incident's
         key = f"{finding.dedup_key}#outcome-{changed}"
-        rt.once(replay_key(record.body) + "#outcome", lambda: courier.state.observe(key, rank, now, window).count)
+        rt.once(message + "#outcome", lambda: courier.state.observe(key, rank, now, window, message).count)
         posting = courier.state.current(key)
     outcomes = executor.act(decide(finding, incident, run, courier.slack, now, posting=posting))
     failed = [o for o in outcomes if o.status == "failed"]

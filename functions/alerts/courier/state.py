@@ -1,8 +1,8 @@
 """The delivery state of each incident, in the state table (``keys.alert_delivery``; TTL on ``expires_at``).
 
-Every operation is one conditional DynamoDB write, so concurrent deliveries (SNS redelivers;
-several functions publish; Lambda runs batches in parallel) agree on one post per incident
-per window: :meth:`claim` lets exactly one of them post a given severity, :meth:`posted`
+Every operation is one conditional DynamoDB write (:meth:`observe`: one transaction of the
+count and the message's marker), so concurrent deliveries (SNS redelivers; several functions
+publish; Lambda runs batches in parallel) agree on one post per incident per window: :meth:`claim` lets exactly one of them post a given severity, :meth:`posted`
 records it, :meth:`release` lets a retry claim again after a failed post.
 """
 
@@ -14,6 +14,7 @@ from courier.incident import Incident
 
 from stage_policy import keys
 from stage_policy.errors import is_code
+from stage_policy.runtime import REPLAY_WINDOW_SECONDS
 
 
 def _n(item: dict[str, Any], name: str, default: int | None = 0) -> int | None:
@@ -43,37 +44,63 @@ class DeliveryState:
     def __init__(self, ddb: Any, table: str):
         self._ddb, self._table = ddb, table
 
-    def observe(self, dedup_key: str, rank: int, now: int, window_seconds: int) -> Incident:
-        """Count one occurrence: in the open window, or in a new one when the last has closed."""
+    def observe(self, dedup_key: str, rank: int, now: int, window_seconds: int, message: str) -> Incident:
+        """Count one occurrence, once per ``message`` (the delivered message's hash): in the open window, or in a new
+        one when the last has closed.
+
+        The count and a ``counted#<message>`` marker beside it are one transaction: a retry of a message already
+        counted (its replay record's completion write failed after the count) finds the marker and counts nothing.
+        """
         key = keys.alert_delivery(dedup_key)
+        marker = self._marker(dedup_key, message, now)
         for _ in range(5):
-            try:
-                new = self._ddb.update_item(
-                    TableName=self._table, Key=key,
-                    UpdateExpression="SET window_start = if_not_exists(window_start, :now), "
-                    "window_end = if_not_exists(window_end, :end), since = if_not_exists(since, :now), "
-                    "last_seen = :now, top_rank = if_not_exists(top_rank, :rank), expires_at = if_not_exists(expires_at, :exp) "
-                    "ADD #count :one, #total :one",
-                    ConditionExpression="attribute_not_exists(window_end) OR window_end > :now",
-                    ExpressionAttributeNames={"#count": "count", "#total": "total"},
-                    ExpressionAttributeValues={":now": _num(now), ":end": _num(now + window_seconds), ":one": _num(1),
-                                               ":rank": _num(rank), ":exp": _num(now + 2 * window_seconds)},
-                    ReturnValues="ALL_NEW",
-                )["Attributes"]
-            except Exception as exc:
-                if not is_code(exc, "ConditionalCheckFailedException"):
-                    raise
-                if self._open_window(key, rank, now, window_seconds):
+            update = {
+                "TableName": self._table, "Key": key,
+                "UpdateExpression": "SET window_start = if_not_exists(window_start, :now), "
+                "window_end = if_not_exists(window_end, :end), since = if_not_exists(since, :now), "
+                "last_seen = :now, top_rank = if_not_exists(top_rank, :rank), expires_at = if_not_exists(expires_at, :exp) "
+                "ADD #count :one, #total :one",
+                "ConditionExpression": "attribute_not_exists(window_end) OR window_end > :now",
+                "ExpressionAttributeNames": {"#count": "count", "#total": "total"},
+                "ExpressionAttributeValues": {":now": _num(now), ":end": _num(now + window_seconds), ":one": _num(1),
+                                              ":rank": _num(rank), ":exp": _num(now + 2 * window_seconds)},
+            }
+            counted = self._with_marker({"Update": update}, marker)
+            if counted is None:
+                return self.current(dedup_key)  # this message was counted before
+            if not counted:  # the window has closed: open a new one (counted in it), unless another delivery did first
+                if self._open_window(key, rank, now, window_seconds, marker) is not False:
                     return self.current(dedup_key)
                 continue  # another delivery opened the new window first: count in it
-            incident = decode(dedup_key, new)
+            incident = self.current(dedup_key)
             if rank > incident.top_rank:
                 self._raise_top(key, rank)
-                incident = decode(dedup_key, {**new, "top_rank": _num(rank)})
+                incident = self.current(dedup_key)
             return incident
         raise RuntimeError(f"delivery state of {dedup_key}: too much contention")
 
-    def _open_window(self, key: dict[str, Any], rank: int, now: int, window_seconds: int) -> bool:
+    def _marker(self, dedup_key: str, message: str, now: int) -> dict[str, Any]:
+        item = {**keys.alert_counted(dedup_key, message), keys.EXPIRES_AT: _num(now + REPLAY_WINDOW_SECONDS)}
+        return {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+
+    def _with_marker(self, write: dict[str, Any], marker: dict[str, Any]) -> bool | None:
+        """``write`` and the message's marker in one transaction: True if both happened, None if the marker was there
+        (the message was counted before: neither happened), False if ``write``'s own condition failed."""
+        try:
+            self._ddb.transact_write_items(TransactItems=[write, marker])
+        except Exception as exc:
+            if not is_code(exc, "TransactionCanceledException"):
+                raise
+            reasons = [r.get("Code") for r in getattr(exc, "response", {}).get("CancellationReasons", [])]
+            if len(reasons) == 2 and reasons[1] == "ConditionalCheckFailed":
+                return None
+            if len(reasons) == 2 and reasons[0] == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
+    def _open_window(self, key: dict[str, Any], rank: int, now: int, window_seconds: int,
+                     marker: dict[str, Any]) -> bool | None:
         old = self._ddb.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item") or {}
         old_end = _n(old, "window_end")
         if old_end and old_end > now:
@@ -83,15 +110,9 @@ class DeliveryState:
                 "top_rank": _num(rank), "count": _num(1), "posted_count": _num(0), "previous_held": _num(held),
                 "total": _num((_n(old, "total") or 0) + 1), "since": _num(_n(old, "since") or now),
                 "expires_at": _num(now + 2 * window_seconds)}
-        try:
-            self._ddb.put_item(TableName=self._table, Item=item,
-                               ConditionExpression="attribute_not_exists(window_end) OR window_end = :old",
-                               ExpressionAttributeValues={":old": _num(old_end or 0)})
-        except Exception as exc:
-            if not is_code(exc, "ConditionalCheckFailedException"):
-                raise
-            return False
-        return True
+        return self._with_marker({"Put": {"TableName": self._table, "Item": item,
+                                          "ConditionExpression": "attribute_not_exists(window_end) OR window_end = :old",
+                                          "ExpressionAttributeValues": {":old": _num(old_end or 0)}}}, marker)
 
     def _raise_top(self, key: dict[str, Any], rank: int) -> None:
         try:

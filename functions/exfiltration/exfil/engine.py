@@ -117,6 +117,11 @@ class _Agg:
         return sorted(str(v) for v in values if v is not None)
 
 
+def _not_text(ua: Any, ip: Any) -> str:
+    field, value = ("userAgent", ua) if ua is not None and ua.__class__ is not str else ("sourceIPAddress", ip)
+    return f"{field} is a {type(value).__name__}, not text"
+
+
 class _InstanceUse:
     """Where an EC2 instance's credentials were used from outside, in one file (samples, bounded)."""
 
@@ -241,8 +246,10 @@ class Detector:
                 name = rec["eventName"]
                 ui = rec["userIdentity"]
                 arn = ui.get("arn") if ui.__class__ is dict else None
+                vpce = rec.get("vpcEndpointId")
+                if vpce is not None and vpce.__class__ is not str:  # read as "no endpoint", it would be an outside read
+                    raise Malformed(f"vpcEndpointId is a {type(vpce).__name__}, not text")
                 if arn.__class__ is str and "/i-" in arn:
-                    vpce = rec.get("vpcEndpointId")
                     if not vpce or (vpces and vpce not in vpces):  # no endpoint, or someone else's
                         self._instance_check(rec, ui, vpce)  # EC2 instance credentials outside: rare, so a method
                 if name in SINGLE_EVENT_NAMES:
@@ -296,18 +303,20 @@ class Detector:
                 minute = minute_of.get(ts)
                 if minute is None:
                     minute = minute_of[ts] = event_minute(ts)
-                ua = rec.get("userAgent")
+                ua, ip = rec.get("userAgent"), rec.get("sourceIPAddress")
+                if (ua is not None and ua.__class__ is not str) or (ip is not None and ip.__class__ is not str):
+                    raise Malformed(_not_text(ua, ip))  # kept as evidence, hashed at the end: the whole file would fail
                 n = agg.events = agg.events + 1
                 if n == 1:  # the identity's first event in this file (in a busy file, most are)
                     agg.first = agg.last = minute
-                    agg.bucket, agg.ip, agg.ua = bucket, rec.get("sourceIPAddress"), ua
+                    agg.bucket, agg.ip, agg.ua = bucket, ip, ua
                 else:
                     if minute < agg.first:
                         agg.first = minute
                     elif minute > agg.last:
                         agg.last = minute
                     if n <= SAMPLE_EVENTS:  # buckets and addresses are evidence: sampled from the first events
-                        agg.sample_event(bucket, rec.get("sourceIPAddress"))
+                        agg.sample_event(bucket, ip)
                     if ua != agg.ua:  # every distinct client counts (new-client-tool), not a sample
                         agg.more("uas", ua)
                 if locked:
@@ -339,7 +348,6 @@ class Detector:
                         minutes[minute] = (0, nbytes) if slot is None else (slot[0], slot[1] + nbytes)
                 if not denied:
                     continue
-                vpce = rec.get("vpcEndpointId")
                 if not vpce:
                     ip = rec.get("sourceIPAddress")
                     outside = outside_ip.get(ip)
@@ -385,11 +393,13 @@ class Detector:
         if agg is None:
             agg = by_key[akey] = _Agg(*(self._known[stage_name].get(akey) or self._identify(akey, ui, stage_name)))
         minute = event_minute(rec.get("eventTime"))
+        ua, ip = rec.get("userAgent"), rec.get("sourceIPAddress")
+        if (ua is not None and ua.__class__ is not str) or (ip is not None and ip.__class__ is not str):
+            raise Malformed(_not_text(ua, ip))
         agg.first, agg.last = min(agg.first, minute), max(agg.last, minute)
         agg.events += 1
         if agg.events <= SAMPLE_EVENTS:
-            agg.sample_event(bucket, rec.get("sourceIPAddress"))
-        ua = rec.get("userAgent")
+            agg.sample_event(bucket, ip)
         if ua != agg.ua:
             if agg.ua is _MISSING:
                 agg.ua = ua

@@ -86,6 +86,12 @@ def alert_delivery(dedup_key: str) -> Key:
     return _key(f"delivery#{dedup_key}", "slack")
 
 
+def alert_counted(dedup_key: str, message: str) -> Key:
+    """The mark that one delivered message (``message``: its hash) was counted in :func:`alert_delivery`; written in one
+    transaction with the count, so a retried message is never counted twice. TTL: the replay window."""
+    return _key(f"delivery#{dedup_key}", f"counted#{message}")
+
+
 def outbox(function: str) -> Key:
     """Findings whose actions were carried out but whose publish failed: published by the function's next run (no TTL)."""
     return _key(f"outbox#{function}", "pending")

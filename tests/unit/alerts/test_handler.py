@@ -214,3 +214,20 @@ def test_an_unusable_policy_at_a_cold_start_still_delivers_to_the_deployments_sl
 
     assert result == {"batchItemFailures": []}
     assert [p["text"][:27] for p in sink.payloads()] == ["[CRITICAL] policy.invalid ("]
+
+
+def test_a_message_counted_once_is_never_counted_again_even_when_its_replay_record_was_not_completed(deployed, sink) -> None:
+    # given an occurrence counted from message m1 whose replay record never completed (Powertools' completion write
+    # failed after the count: SQS delivers m1 again and Runtime.once runs the count again)
+    state, now = deployed.module.courier.state, deployed.now
+    first = state.observe("fuzz:incident", 2, now, 3600, "alert#m1")
+    # when m1 is counted again, then another message of the same incident
+    again = state.observe("fuzz:incident", 2, now + 60, 3600, "alert#m1")
+    other = state.observe("fuzz:incident", 2, now + 60, 3600, "alert#m2")
+    # then the retry counted nothing and the other message counted once
+    assert (first.count, again.count, other.count) == (1, 1, 2)
+    # and once the window has closed, a late m1 neither counts nor opens a window; a new message does
+    late = state.observe("fuzz:incident", 2, now + 7200, 3600, "alert#m1")
+    assert (late.count, late.total, late.window_start) == (2, 2, now)
+    new = state.observe("fuzz:incident", 2, now + 7200, 3600, "alert#m3")
+    assert (new.count, new.total, new.window_start, new.previous_held) == (1, 3, now + 7200, 2)

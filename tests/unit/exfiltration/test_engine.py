@@ -553,6 +553,35 @@ def test_a_record_of_an_unexpected_type_is_counted_and_the_rest_are_processed() 
     assert next(d for d in decisions if d.finding.rule == "exfil.bulk-download").finding.evidence["objects"] == 145
 
 
+@pytest.mark.parametrize("vpce", [True, 0, ["vpce-1"], {"id": "vpce-1"}])
+def test_an_endpoint_of_the_wrong_type_is_malformed_not_a_read_from_outside(vpce) -> None:
+    # given quiet reads through the stage's endpoint, one of them with a vpcEndpointId that is not text
+    # (found by make fuzz: `true` was read as "no endpoint", an outside read, and the session was contained)
+    records = download(10)
+    records[4]["vpcEndpointId"] = vpce
+    # when the file is read
+    decisions = run(records)
+    # then that record alone is reported, and nobody is named for reading from outside
+    assert rules_of(decisions) == ["input.malformed"]
+    bad = decisions[0].finding.evidence
+    assert bad["record_indexes"] == [4] and "vpcEndpointId is a" in next(iter(bad["reasons"])), bad
+
+
+@pytest.mark.parametrize("field", ["userAgent", "sourceIPAddress"])
+@pytest.mark.parametrize("at", [0, 5])
+def test_a_user_agent_or_address_that_is_not_text_is_malformed_and_the_file_is_still_read(field, at) -> None:
+    # given a bulk download where one record's userAgent or sourceIPAddress is a list (found by make fuzz: kept as
+    # evidence, it was hashed only at the end of the file, and the TypeError failed the whole file)
+    records = download(150)
+    records[at][field] = [["x"]]
+    # when the file is read
+    decisions = run(records)
+    # then that record alone is skipped and reported, and the download is still found
+    assert rules_of(decisions) == ["exfil.bulk-download", "input.malformed"]
+    bad = next(d for d in decisions if d.finding.rule == "input.malformed").finding.evidence
+    assert bad["record_indexes"] == [at] and bad["reasons"] == {f"{field} is a list, not text": 1}, bad
+
+
 def test_a_record_without_an_event_time_is_malformed_never_dated_1970() -> None:
     records = download(150)
     del records[0]["eventTime"]

@@ -179,3 +179,42 @@ def test_a_plain_file_is_bounded_too() -> None:
     list(iter_batches(io.BytesIO(log_file(RECORDS, compress=False)), stats, max_inflated=1000))
 
     assert stats.uncompressed_bytes == 1000 and stats.issues[0].kind == "inflate-limit"
+
+
+
+def _peak_bytes(data: bytes) -> tuple[int, ReadStats]:
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        _, stats = read(data)
+        return tracemalloc.get_traced_memory()[1], stats
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("data, problem", [
+    (b"[" * 40_000, "nested deeper than 1024 levels"),
+    (b'{"Records": [' + b"[" * 40_000, "nested deeper than 1024 levels"),
+    (b'{"Records": [' + (b'{"' + b"k" * 8192 + b'": ') * 200, "keys longer than 65536 bytes along one path"),
+], ids=["bare-array", "pretty-printed", "long-keys"])
+def test_deep_nesting_or_long_key_paths_outside_cloudtrail_s_layout_are_reported_in_bounded_memory(data, problem) -> None:
+    # given a file outside CloudTrail's one-line layout (read by ijson) that nests 40,000 levels (a 60-byte gzip; ijson's
+    # prefixed events kept a prefix per open level: 2.8 GB for 33,000 levels), or nests keys of 8 KiB 200 deep
+    # (8 KiB x 200 x 200 / 2 = 160 MB of prefixes)
+    # when it is read
+    peak, stats = _peak_bytes(gzip.compress(data))
+    # then the problem is reported, and reading it held a few megabytes
+    assert [(i.kind, i.detail) for i in stats.issues] == [
+        ("malformed-record", f"{problem}; records after this point were not read")], stats.issues
+    assert peak < 80 << 20, f"{peak / 2**20:.0f} MiB"
+
+
+def test_a_record_nested_as_deep_as_orjson_reads_is_read_in_every_layout() -> None:
+    nested = '{"a": ' * 1000 + '"x"' + "}" * 1000  # json.dumps stops before 1,000 levels: written as text
+    deep = json.dumps(dict(RECORDS[0], requestParameters="@")).replace('"@"', nested)
+    assert orjson.loads(deep)["eventID"] == RECORDS[0]["eventID"]
+    for data in ('{"Records":[' + deep + "," + json.dumps(RECORDS[1]) + "]}",  # canonical: orjson
+                 '{"Records": [\n' + deep + ",\n" + json.dumps(RECORDS[1]) + "]}"):  # pretty-printed: ijson
+        got, stats = read(data.encode())
+        assert [r["eventID"] for r in got] == [r["eventID"] for r in RECORDS[:2]] and stats.issues == [], stats.issues
